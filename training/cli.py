@@ -1,0 +1,99 @@
+"""The `salecast` command: serve, train, evaluate, demo and data import.
+
+Training modules (and so torch) are imported only by the subcommands that need them, so
+`salecast serve` starts without torch installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from training.jobs import JOBS, job_available, load_job
+
+DEFAULT_ARTIFACTS = os.environ.get("SALECAST_ARTIFACTS_DIR", "artifacts")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", nargs="+", default=[], help="input file(s) or folder")
+    parser.add_argument("--format", default="synthetic", help="input format (see `salecast data formats`)")
+    parser.add_argument("--artifacts", type=Path, default=Path(DEFAULT_ARTIFACTS))
+    parser.add_argument("--results-dir", type=Path, default=Path("bench/results"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device for training: cpu or cuda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salecast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--demo", action="store_true", help="train demo models on synthetic data if none exist"
+    )
+
+    for verb in ("train", "evaluate"):
+        verb_parser = sub.add_parser(verb, help=f"{verb} a model")
+        models = verb_parser.add_subparsers(dest="model", required=True)
+        for name in JOBS:
+            if not job_available(name):
+                continue
+            model_parser = models.add_parser(name)
+            _add_common(model_parser)
+            load_job(name).add_arguments(model_parser)
+
+    demo = sub.add_parser("demo", help="train every demo model whose artifact is missing")
+    demo.add_argument("--artifacts", type=Path, default=Path(DEFAULT_ARTIFACTS))
+    demo.add_argument("--seed", type=int, default=0)
+
+    data = sub.add_parser("data", help="import public data into the canonical schema")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub.add_parser("formats", help="list accepted input formats")
+    imp = data_sub.add_parser("import", help="read a public file, report bad rows, write canonical CSV")
+    imp.add_argument("--format", required=True)
+    imp.add_argument("--data", nargs="+", required=True)
+    imp.add_argument("--out", type=Path, required=True)
+    synth = data_sub.add_parser("synth", help="write synthetic events or sales")
+    synth.add_argument("--kind", choices=["events", "sales"], required=True)
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from service.main import run  # no torch on this path
+
+        if args.demo:
+            from training.demo import ensure_demo_models
+
+            ensure_demo_models(Path(DEFAULT_ARTIFACTS))
+        run(host=args.host, port=args.port)
+        return 0
+    if args.command == "demo":
+        from training.demo import ensure_demo_models
+
+        ensure_demo_models(args.artifacts, seed=args.seed)
+        return 0
+    if args.command == "train":
+        print(load_job(args.model).train(args))
+        return 0
+    if args.command == "evaluate":
+        load_job(args.model).evaluate(args)
+        return 0
+    if args.command == "data":
+        from training.data_cli import run_data_command
+
+        return run_data_command(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
