@@ -26,7 +26,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for training: cpu or cuda")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_jobs: bool = True) -> argparse.ArgumentParser:
+    """The full parser; `with_jobs=False` skips importing the job modules (and torch)."""
     parser = argparse.ArgumentParser(prog="salecast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         verb_parser = sub.add_parser(verb, help=f"{verb} a model")
         models = verb_parser.add_subparsers(dest="model", required=True)
         for name in JOBS:
-            if not job_available(name):
+            if not with_jobs or not job_available(name):
                 continue
             model_parser = models.add_parser(name)
             _add_common(model_parser)
@@ -50,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train every demo model whose artifact is missing")
     demo.add_argument("--artifacts", type=Path, default=Path(DEFAULT_ARTIFACTS))
     demo.add_argument("--seed", type=int, default=0)
+
+    bulk = sub.add_parser("score-bulk", help="score a large table with an artifact on Dask")
+    bulk.add_argument("--artifact", type=Path, required=True, help="artifacts/<model>/<version>")
+    bulk.add_argument("--input", required=True, help="CSV or Parquet file, folder or glob")
+    bulk.add_argument("--output", required=True, help="Parquet folder to write")
+    bulk.add_argument("--graph", default=None)
+    bulk.add_argument("--keep", nargs="*", default=None, help="columns copied to the output")
+    bulk.add_argument(
+        "--scheduler", default="threads", help="threads, processes, or a tcp:// dask scheduler"
+    )
 
     data = sub.add_parser("data", help="import public data into the canonical schema")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -67,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # Only train/evaluate need the job modules; serving hosts have no torch to import.
+    wants_jobs = bool(argv) and argv[0] in {"train", "evaluate"}
+    args = build_parser(with_jobs=wants_jobs).parse_args(argv)
     if args.command == "serve":
         from service.main import run  # no torch on this path
 
@@ -87,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "evaluate":
         load_job(args.model).evaluate(args)
+        return 0
+    if args.command == "score-bulk":
+        from training.bulk_score import score_table
+
+        print(
+            score_table(
+                args.artifact,
+                args.input,
+                args.output,
+                graph_name=args.graph,
+                keep_columns=args.keep,
+                scheduler=args.scheduler,
+            )
+        )
         return 0
     if args.command == "data":
         from training.data_cli import run_data_command

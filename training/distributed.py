@@ -1,0 +1,88 @@
+"""Data-parallel training under `torchrun`: DistributedDataParallel, gloo on CPU, NCCL on GPU.
+
+A job calls `setup()` once, wraps its model with `wrap()`, and takes its share of every
+global batch with `local_slice()`. Each rank sees an equal, contiguous slice of the same
+global batch a single process would see, and DDP averages gradients across ranks, so a
+2-process run follows the single-process trajectory up to float reduction order. That
+equivalence is what tests/test_distributed.py checks.
+
+Without torchrun's environment (WORLD_SIZE unset) every function is a no-op, so the same
+job code runs single-process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 writes artifacts and results."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: str = "cpu") -> DistContext:
+    """Join the process group torchrun describes in the environment, if any."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext(device=torch.device(device))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    use_cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return DistContext(rank, world_size, torch.device("cuda", local_rank))
+    return DistContext(rank, world_size, torch.device("cpu"))
+
+
+def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
+    """DDP-wrap for multi-process runs; the bare model otherwise."""
+    if not ctx.enabled:
+        return model
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The underlying module, for export and for calling model-specific methods."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def local_slice(global_batch_size: int, ctx: DistContext) -> slice:
+    """This rank's contiguous share of a global batch (equal shares; the last may be short)."""
+    if not ctx.enabled:
+        return slice(0, global_batch_size)
+    share = -(-global_batch_size // ctx.world_size)
+    start = min(ctx.rank * share, global_batch_size)
+    return slice(start, min(start + share, global_batch_size))
+
+
+def mean_across_ranks(value: float, ctx: DistContext) -> float:
+    """Average a scalar (a loss for logging) over ranks."""
+    if not ctx.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor.item() / ctx.world_size)
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
