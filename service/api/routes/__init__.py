@@ -1,0 +1,21 @@
+"""The routers the app serves: `create_app` includes every module named in `ROUTERS`.
+
+Add a resource by writing `service/api/routes/<resource>.py` with a module-level
+`router = APIRouter(...)` and appending its dotted module name here. Names (not imported
+modules) keep this file free of import cycles and let `create_app` import them in order.
+"""
+
+from __future__ import annotations
+
+ROUTERS: list[str] = [
+    "service.api.routes.health",
+    "service.api.routes.models",
+    "service.api.routes.intent",
+    "service.api.routes.coupons",
+    "service.api.routes.sales",
+    "service.api.routes.forecast",
+    "service.api.routes.cvr",
+    "service.api.routes.events",
+    "service.api.routes.recommendations",
+    "service.api.routes.promotion",
+]

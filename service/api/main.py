@@ -1,0 +1,229 @@
+"""The FastAPI application: lifespan, request-id and timing middleware, routers.
+
+`create_app(settings)` builds an app without touching the network or the disk; the lifespan
+(entered by uvicorn or `TestClient`) connects the state store, loads the models, starts the
+artifact poller, and on shutdown marks the app as draining (readiness turns 503 so a load
+balancer stops sending), waits for in-flight requests up to the drain timeout, then stops the
+registry (batchers finish their queues) and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import error_body, install_error_handlers
+from service.api.routes import ROUTERS
+from service.api.schemas import ErrorResponse
+from service.config import Settings
+from service.errors import StateStoreError
+from service.logs import REQUEST_ID, configure_logging
+from service.metrics import REQUEST_LATENCY, REQUESTS_IN_FLIGHT
+from service.runtime.registry import ModelRegistry
+from service.state.store import StateStore
+
+log = logging.getLogger("service.access")
+app_log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+# Documented on every route so the OpenAPI schema shows the one error body clients get
+# (FastAPI's default 422 schema describes a different shape).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "Invalid input: `field` names the value."},
+    404: {"model": ErrorResponse, "description": "Unknown id."},
+    503: {
+        "model": ErrorResponse,
+        "description": "Not ready or overloaded; retry after the Retry-After header.",
+    },
+}
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Routes polled by probes and scrapers: timed, but not written to the access log.
+_QUIET = {"/health/live", "/health/ready", "/metrics"}
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: request id in and out, latency histogram, access log, drain count.
+
+    Pure ASGI rather than BaseHTTPMiddleware so the request-id contextvar set here is the one the
+    endpoint's task sees, and so streaming bodies are not buffered. An exception that escapes the
+    app becomes a 500 in the common error shape here, with the request id, and is logged.
+    """
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode(), b"")
+        text = supplied.decode("latin-1")
+        request_id = text if _VALID_ID.match(text) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        start = time.perf_counter()
+        status = 500
+        started = False
+        self.state.in_flight += 1
+        REQUESTS_IN_FLIGHT.inc()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = int(message["status"])
+                headers = list(message.get("headers") or [])
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            app_log.exception("unhandled error")
+            if started:
+                raise
+            from fastapi.responses import JSONResponse
+
+            response = JSONResponse(
+                error_body("internal_error", "internal server error"), status_code=500
+            )
+            await response(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "")
+            REQUEST_LATENCY.labels(route=route, method=method, status=str(status)).observe(elapsed)
+            self.state.in_flight -= 1
+            REQUESTS_IN_FLIGHT.dec()
+            if route not in _QUIET:
+                log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "path": scope.get("path", ""),
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1e3, 3),
+                    },
+                )
+            REQUEST_ID.reset(token)
+
+
+async def connect_store(url: str | None) -> StateStore | None:
+    """The state store for `url` (PING checked), or None when the app runs without Redis."""
+    if not url:
+        return None
+    return await StateStore.connect(url)
+
+
+async def _keep_connecting(app: FastAPI, url: str, interval_s: float = 2.0) -> None:
+    """Redis was down at start: retry in the background; readiness stays 503 meanwhile."""
+    while getattr(app.state, "store", None) is None:
+        await asyncio.sleep(interval_s)
+        try:
+            app.state.store = await connect_store(url)
+        except StateStoreError as exc:
+            app_log.warning("redis still unreachable", extra={"reason": str(exc)})
+    app_log.info("redis connected")
+
+
+async def close_store(store: StateStore | None) -> None:
+    if store is not None:
+        await store.close()
+
+
+async def drain(state: Any, timeout_s: float) -> int:
+    """Wait until no request is in flight or the timeout passes; returns those left."""
+    deadline = time.monotonic() + timeout_s
+    while state.in_flight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return int(state.in_flight)
+
+
+def _include_routers(app: FastAPI) -> None:
+    for module_name in ROUTERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # A listed module not written yet must not take the service down with it.
+            if exc.name != module_name:
+                raise
+            app_log.warning("router module missing", extra={"module": module_name})
+            continue
+        app.include_router(module.router, responses=ERROR_RESPONSES)
+        # A router whose servable needs per-app wiring (load hooks, state updaters) exposes
+        # `install(app)`; it runs once per app, before the lifespan loads any model.
+        install = getattr(module, "install", None)
+        if install is not None:
+            install(app)
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
+    """Build the app. `overrides` are Settings fields (`create_app(artifacts_dir=path)`)."""
+    if settings is None:
+        settings = Settings(**overrides)
+    elif overrides:
+        settings = settings.model_copy(update=overrides)
+    registry = ModelRegistry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        reconnect: asyncio.Task[None] | None = None
+        try:
+            app.state.store = await connect_store(settings.redis_url)
+        except StateStoreError as exc:
+            app_log.error("redis unreachable at start", extra={"reason": str(exc)})
+            app.state.store = None
+            assert settings.redis_url is not None
+            reconnect = asyncio.get_running_loop().create_task(
+                _keep_connecting(app, settings.redis_url)
+            )
+        try:
+            await registry.start()
+            app_log.info(
+                "service started",
+                extra={
+                    "models": {m.name: m.version for m in registry.list()},
+                    "redis": bool(settings.redis_url),
+                },
+            )
+            yield
+        finally:
+            app.state.draining = True
+            left = await drain(app.state, settings.drain_timeout_s)
+            if left:
+                app_log.warning("drain timed out", extra={"in_flight": left})
+            if reconnect is not None:
+                reconnect.cancel()
+            await registry.stop()
+            await close_store(app.state.store)
+            app.state.store = None
+            app_log.info("service stopped")
+
+    app = FastAPI(
+        title="salecast",
+        summary="Online forecasting and scoring for e-commerce promotions.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.store = None
+    app.state.draining = False
+    app.state.in_flight = 0
+    install_error_handlers(app)
+    _include_routers(app)
+    app.add_middleware(RequestContextMiddleware, state=app.state)
+    return app

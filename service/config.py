@@ -1,0 +1,118 @@
+"""Service configuration from the environment.
+
+One pydantic-settings `Settings` validated on construction, so a bad value (a negative queue,
+an unknown execution provider) stops the process at start instead of surfacing mid-request.
+Every field carries a description because the README's configuration table is rendered from
+this class (`settings_table_markdown()`); the table can then never drift from the code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SALECAST_"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Environment names are `SALECAST_<FIELD>` (upper case),
+    except the Redis address, which also answers to the conventional plain `REDIS_URL`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        populate_by_name=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    artifacts_dir: Path = Field(
+        default=Path("artifacts"),
+        description="Folder of model artifacts (`<model>/<version>/manifest.json`) the service "
+        "loads and polls for new versions.",
+    )
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Folder for local state; the embedded Redis persists under `<data_dir>/redis` "
+        "when no `REDIS_URL` is given.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "SALECAST_REDIS_URL", "redis_url"),
+        description="Redis/Valkey URL (`redis://host:6379/0`). Unset: `salecast serve` starts an "
+        "embedded valkey-server under the data folder.",
+    )
+    host: str = Field(default="0.0.0.0", description="Address the HTTP server binds to.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port of the HTTP server.")
+    execution_provider: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="ONNX Runtime execution provider: `auto` takes CUDA (with IO binding) when "
+        "onnxruntime offers it and the CPU otherwise; `cpu` or `cuda` force one.",
+    )
+    intra_op_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads ONNX Runtime uses inside one CPU operator; 0 means the number of "
+        "CPU cores.",
+    )
+    batch_max_size: int = Field(
+        default=256,
+        ge=1,
+        description="Most rows the micro-batcher joins into one ONNX Runtime call per graph.",
+    )
+    batch_max_wait_ms: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Longest the micro-batcher waits for more requests after the first one "
+        "arrives (milliseconds); 0 runs whatever is queued at once.",
+    )
+    queue_capacity: int = Field(
+        default=1024,
+        ge=1,
+        description="Requests that may wait per graph; beyond it the service answers 503 with "
+        "Retry-After instead of queueing without bound.",
+    )
+    poll_interval_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="Seconds between scans of the artifacts folder for new versions; 0 turns "
+        "polling off (`POST /v1/models/reload` still works).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level written to the JSON-lines log on stderr."
+    )
+    drain_timeout_s: float = Field(
+        default=20.0,
+        ge=0.0,
+        description="On shutdown, how long in-flight requests get to finish before the process "
+        "stops anyway.",
+    )
+
+    def intra_threads(self) -> int:
+        """The thread count ONNX Runtime gets: the setting, or every core when it is 0."""
+        return self.intra_op_threads or (os.cpu_count() or 1)
+
+
+def env_name(field: str) -> str:
+    """The environment variable(s) that set `field`, as the table shows them."""
+    if field == "redis_url":
+        return "`REDIS_URL` (or `SALECAST_REDIS_URL`)"
+    return f"`{ENV_PREFIX}{field.upper()}`"
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "unset"
+    return f"`{value}`"
+
+
+def settings_table_markdown() -> str:
+    """The README's configuration table, one row per `Settings` field."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| {env_name(name)} | {_default_text(field.default)} | {description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,79 @@
+"""`run()`: the process entry point of `salecast serve`.
+
+Starts an embedded valkey-server under `<data_dir>/redis` when no `REDIS_URL` is given (so a
+laptop needs nothing but the wheel), then uvicorn with a graceful shutdown: on SIGTERM uvicorn
+stops accepting connections and waits up to the drain timeout for open requests, and the app's
+lifespan drains the batchers before the embedded Redis is stopped last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from service.api.main import create_app
+from service.config import Settings
+from service.logs import configure_logging
+from service.state.embedded import EmbeddedRedis
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill the
+    process before `run()`'s cleanup; run `on_stopped` (stop the embedded Redis, saving its
+    data) after the app has drained and before that re-raise."""
+
+    def __init__(self, config: uvicorn.Config, on_stopped: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stopped = on_stopped
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._on_stopped()
+
+
+def run(host: str | None = None, port: int | None = None, settings: Settings | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; blocks."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    embedded: EmbeddedRedis | None = None
+
+    def stop_embedded() -> None:
+        nonlocal embedded
+        if embedded is not None:
+            embedded.stop()
+            embedded = None
+            log.info("embedded redis stopped")
+
+    if not settings.redis_url:
+        embedded = EmbeddedRedis(settings.data_dir)  # data under <data_dir>/redis
+        url = embedded.start()
+        log.info("embedded redis started", extra={"url": url})
+        settings = settings.model_copy(update={"redis_url": url})
+    try:
+        app = create_app(settings)
+        config = uvicorn.Config(
+            app,
+            host=host or settings.host,
+            port=port if port is not None else settings.port,
+            log_config=None,  # keep the JSON-lines handlers configure_logging installed
+            access_log=False,  # the middleware logs each request with its id
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
+            lifespan="on",
+        )
+        _Server(config, stop_embedded).run()
+    finally:
+        stop_embedded()
+
+
+if __name__ == "__main__":
+    run()

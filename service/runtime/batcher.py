@@ -1,0 +1,239 @@
+"""Per-graph micro-batcher: many small concurrent requests become one ONNX Runtime call.
+
+Why: an ORT call has a fixed overhead (and on a GPU a launch and copy cost) that dwarfs the
+per-row cost of a small graph, so joining concurrent requests along the batch axis multiplies
+throughput at the price of at most `max_wait_s` extra latency for the first request.
+
+Design:
+- A bounded queue of pending requests; a full queue raises `Overloaded` (HTTP 503 with
+  Retry-After) instead of letting latency grow without bound.
+- One worker task per graph takes the oldest request, waits up to `max_wait_s` for more rows,
+  then joins every queued request with the same trailing shapes and dtypes (requests whose
+  non-batch shapes differ cannot be concatenated; they wait for the next call) up to
+  `max_rows` rows, and runs ORT on a dedicated single thread so the event loop never blocks.
+- The outputs are split back by each request's row count.
+- `close()` finishes everything already queued, then stops the worker; later `submit()` calls
+  raise `NotReady` (the registry routes those to a direct call instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import ArtifactError, InvalidInput, NotReady, Overloaded
+from service.metrics import BATCH_REQUESTS, BATCH_SIZE, ORT_INFERENCE, QUEUE_DEPTH, QUEUE_REJECTED
+
+RunFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+ShapeKey = tuple[tuple[str, tuple[int, ...], str], ...]
+
+
+@dataclass
+class _Job:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    key: ShapeKey
+    future: asyncio.Future[dict[str, np.ndarray]] = field(repr=False)
+
+
+def shape_key(inputs: Mapping[str, np.ndarray]) -> ShapeKey:
+    """What must agree for two requests to share a call: names, trailing shapes, dtypes."""
+    return tuple(
+        (name, tuple(array.shape[1:]), array.dtype.str) for name, array in sorted(inputs.items())
+    )
+
+
+class MicroBatcher:
+    """Coalesces `submit()` calls for one graph of one model version."""
+
+    def __init__(
+        self,
+        run: RunFn,
+        *,
+        model: str,
+        graph: str,
+        max_rows: int = 256,
+        max_wait_s: float = 0.001,
+        capacity: int = 1024,
+        retry_after_s: float = 1.0,
+    ) -> None:
+        self._run = run
+        self.model = model
+        self.graph = graph
+        self.max_rows = max(1, max_rows)
+        self.max_wait_s = max(0.0, max_wait_s)
+        self.capacity = max(1, capacity)
+        self.retry_after_s = retry_after_s
+        self._pending: deque[_Job] = deque()
+        self._pending_rows = 0  # rows of the queued jobs, kept so the window check is O(1)
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        # One thread per graph: ORT calls of one session run one after another (its own
+        # intra-op threads parallelise inside a call) and the event loop stays free.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{graph}")
+        self._worker: asyncio.Task[None] | None = None
+        self._last_requests = 0  # requests joined into the previous call
+        self._depth = QUEUE_DEPTH.labels(model=model, graph=graph)
+        self._rejected = QUEUE_REJECTED.labels(model=model, graph=graph)
+        self._batch_rows = BATCH_SIZE.labels(model=model, graph=graph)
+        self._batch_requests = BATCH_REQUESTS.labels(model=model, graph=graph)
+        self._ort_time = ORT_INFERENCE.labels(model=model, graph=graph)
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting (not yet handed to ORT)."""
+        return len(self._pending)
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(
+                self._work(), name=f"batcher-{self.model}-{self.graph}"
+            )
+
+    async def submit(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Queue one request (every array with the same leading row count) and await its rows."""
+        if self._closing:
+            raise NotReady(f"{self.model}/{self.graph} batcher is closed")
+        arrays = {name: np.asarray(value) for name, value in inputs.items()}
+        if not arrays:
+            raise InvalidInput("inputs", "no inputs given")
+        rows = {name: (a.shape[0] if a.ndim else -1) for name, a in arrays.items()}
+        counts = set(rows.values())
+        if len(counts) != 1 or -1 in counts:
+            raise InvalidInput("inputs", f"inputs disagree on the batch axis: {rows}")
+        n = counts.pop()
+        if n == 0:
+            raise InvalidInput("inputs", "zero rows")
+        if len(self._pending) >= self.capacity:
+            self._rejected.inc()
+            raise Overloaded(
+                f"{self.model}/{self.graph} queue is full ({self.capacity} requests)",
+                retry_after_s=self.retry_after_s,
+            )
+        loop = asyncio.get_running_loop()
+        job = _Job(arrays, n, shape_key(arrays), loop.create_future())
+        self._pending.append(job)
+        self._pending_rows += n
+        self._depth.set(len(self._pending))
+        self._wakeup.set()
+        self._ensure_worker()
+        return await job.future
+
+    async def close(self) -> None:
+        """Finish every queued request, then stop the worker and its thread."""
+        self._closing = True
+        self._wakeup.set()
+        if self._worker is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._executor.shutdown(wait=True)
+        self._depth.set(0)
+
+    async def _gather_window(self) -> None:
+        """Wait up to max_wait for more rows unless a full batch is already queued.
+
+        Adaptive: when the last call carried a single request and only one is queued, there is
+        no sign of concurrent traffic, so the request runs at once instead of paying the wait
+        for company that is not coming. Under load calls carry several requests and the window
+        is used; requests that arrive while ORT runs join the next call either way.
+        """
+        if self.max_wait_s <= 0:
+            return
+        if self._last_requests <= 1 and len(self._pending) <= 1:
+            return
+        deadline = time.perf_counter() + self.max_wait_s
+        while not self._closing and self._pending_rows < self.max_rows:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+
+    def _take(self) -> list[_Job]:
+        """Pop the oldest job and later ones with its shape key, up to max_rows rows.
+
+        Stops scanning once the call is full, so the cost is bounded by the batch, not by the
+        queue; skipped jobs (other shapes) go back to the front in their original order.
+        """
+        first = self._pending.popleft()
+        taken, rows, kept = [first], first.rows, []
+        while self._pending and rows < self.max_rows:
+            job = self._pending.popleft()
+            if job.future.done():  # caller gave up (cancelled): drop it
+                self._pending_rows -= job.rows
+                continue
+            if job.key == first.key and rows + job.rows <= self.max_rows:
+                taken.append(job)
+                rows += job.rows
+            else:
+                kept.append(job)
+                if job.key == first.key:  # the next same-shape job does not fit: call is full
+                    break
+        self._pending.extendleft(reversed(kept))
+        self._pending_rows -= rows
+        self._depth.set(len(self._pending))
+        return taken
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self._gather_window()
+            jobs = [j for j in self._take() if not j.future.done()]
+            self._last_requests = len(jobs)
+            if not jobs:
+                continue
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run_batch, jobs)
+            except Exception as exc:  # one failure answers every request of the batch
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            for job, out in zip(jobs, outputs, strict=True):
+                if not job.future.done():
+                    job.future.set_result(out)
+
+    def _run_batch(self, jobs: list[_Job]) -> list[dict[str, np.ndarray]]:
+        """In the ORT thread: concatenate, run, split back by row counts."""
+        if len(jobs) == 1:
+            feeds = jobs[0].inputs
+        else:
+            feeds = {
+                name: np.concatenate([job.inputs[name] for job in jobs], axis=0)
+                for name in jobs[0].inputs
+            }
+        total = sum(job.rows for job in jobs)
+        start = time.perf_counter()
+        results = self._run(feeds)
+        self._ort_time.observe(time.perf_counter() - start)
+        self._batch_rows.observe(total)
+        self._batch_requests.observe(len(jobs))
+        if len(jobs) == 1:
+            return [results]
+        offsets = np.cumsum([job.rows for job in jobs])[:-1]
+        split: list[dict[str, np.ndarray]] = [{} for _ in jobs]
+        for name, array in results.items():
+            if array.ndim == 0 or array.shape[0] != total:
+                raise ArtifactError(
+                    f"{self.model}/{self.graph}: output {name} has no batch axis of {total} rows"
+                )
+            for index, part in enumerate(np.split(array, offsets, axis=0)):
+                split[index][name] = part
+        return split
