@@ -47,14 +47,23 @@ class ImportReport:
     rows_read: int = 0
     rows_ok: int = 0
     bad_rows: Counter[str] = field(default_factory=Counter)
+    # Facts about kept rows worth knowing (negative sales = returns, filled gaps): not errors.
+    notes: Counter[str] = field(default_factory=Counter)
 
     def add_bad(self, reason: str, count: int = 1) -> None:
         if count:
             self.bad_rows[reason] += count
 
+    def add_note(self, note: str, count: int = 1) -> None:
+        if count:
+            self.notes[note] += count
+
     def summary(self) -> str:
         bad = ", ".join(f"{reason}: {n}" for reason, n in self.bad_rows.most_common()) or "none"
-        return f"{self.source}: {self.rows_ok}/{self.rows_read} rows ok; bad rows: {bad}"
+        text = f"{self.source}: {self.rows_ok}/{self.rows_read} rows ok; bad rows: {bad}"
+        if self.notes:
+            text += "; notes: " + ", ".join(f"{k}: {n}" for k, n in self.notes.most_common())
+        return text
 
 
 @dataclass

@@ -1,0 +1,122 @@
+"""The adapters' registry: `load_events(paths, fmt)` and `load_sales(paths, fmt)`.
+
+Why one entry point: every job and the `salecast data` command accept `--format` and
+`--data`, and must fail the same clear way for an unknown format, a missing file or a file
+of the wrong shape (a 422-style `InvalidInput`, never a traceback deep in pandas). Each
+format lives in `training/adapters/<format>.py` with `FORMAT`, `KIND`, `DESCRIPTION` and
+`load(paths)`; `synthetic` is the generator's default output (`training.synthetic`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from service.errors import InvalidInput
+from training.adapters.common import DataError, expand_paths
+from training.schemas import EventLog, SalesData
+
+__all__ = ["FORMATS", "DataError", "FormatInfo", "load_events", "load_sales"]
+
+Kind = Literal["events", "sales", "both"]
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    name: str
+    kind: Kind
+    description: str
+    module: str  # adapter module, imported on use
+
+
+FORMATS: dict[str, FormatInfo] = {
+    info.name: info
+    for info in (
+        FormatInfo(
+            "synthetic",
+            "both",
+            "generated funnel events / weekly festival sales (training.synthetic; no files)",
+            "training.synthetic",
+        ),
+        FormatInfo(
+            "taobao",
+            "events",
+            "Taobao UserBehavior.csv: user,item,category,pv|fav|cart|buy,unix ts (header optional)",
+            "training.adapters.taobao",
+        ),
+        FormatInfo(
+            "tianchi",
+            "events",
+            "Tianchi mobile train_user.csv: behaviour 1-4, 'YYYY-MM-DD HH' times",
+            "training.adapters.tianchi",
+        ),
+        FormatInfo(
+            "tmall_brand",
+            "events",
+            "Tmall 2014 t_alibaba_data.csv: user,brand,type 0-3,'M-D' or GBK 'M月D日' (2013)",
+            "training.adapters.tmall_brand",
+        ),
+        FormatInfo(
+            "tmall_ijcai15",
+            "events",
+            "IJCAI-15 user_log_format1.csv (mmdd, seller_id) or XMU user_log.csv (month,day)",
+            "training.adapters.tmall_ijcai15",
+        ),
+        FormatInfo(
+            "yoochoose",
+            "events",
+            "YOOCHOOSE clicks/buys .dat (no header) or session-rec SessionId,ItemId,Time",
+            "training.adapters.yoochoose",
+        ),
+        FormatInfo(
+            "walmart",
+            "sales",
+            "Walmart Kaggle train.csv + features.csv + stores.csv (folder or the 3 files), weekly",
+            "training.adapters.walmart",
+        ),
+        FormatInfo(
+            "m5",
+            "sales",
+            "M5 calendar.csv + m5_agg_demand_full.csv, or sales_train_*.csv wide -> store x cat",
+            "training.adapters.m5",
+        ),
+    )
+}
+
+
+def _info(fmt: str, kind: Literal["events", "sales"]) -> FormatInfo:
+    info = FORMATS.get(fmt)
+    if info is None:
+        raise InvalidInput("format", f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    if info.kind not in (kind, "both"):
+        raise InvalidInput("format", f"{fmt!r} holds {info.kind} data, not {kind}")
+    return info
+
+
+def load_events(paths: Sequence[Path | str], fmt: str) -> EventLog:
+    """Canonical events from files (or folders) in `fmt`; `synthetic` ignores `paths`."""
+    info = _info(fmt, "events")
+    if fmt == "synthetic":
+        from training.synthetic import generate_events
+
+        return generate_events()
+    expand_paths(paths)  # missing files are reported before the adapter is imported
+    adapter = importlib.import_module(info.module)
+    log: EventLog = adapter.load(list(paths))
+    return log
+
+
+def load_sales(paths: Sequence[Path | str], fmt: str) -> SalesData:
+    """Canonical sales from files (or folders) in `fmt`; `synthetic` ignores `paths`."""
+    info = _info(fmt, "sales")
+    if fmt == "synthetic":
+        from training.synthetic import generate_sales
+
+        return generate_sales()
+    expand_paths(paths)
+    adapter = importlib.import_module(info.module)
+    data: SalesData = adapter.load(list(paths))
+    return data
