@@ -43,7 +43,9 @@ def write_speed(
     by_name = {run["name"]: run for run in runs}
     mine = by_name[ours]
     ratios = {
-        name: (mine["throughput_per_s"] / run["throughput_per_s"] if run["throughput_per_s"] else 0.0)
+        name: (
+            mine["throughput_per_s"] / run["throughput_per_s"] if run["throughput_per_s"] else 0.0
+        )
         for name, run in by_name.items()
         if name != ours
     }
@@ -77,8 +79,11 @@ def write_speed(
             f"| {run['name']} | {run['throughput_per_s']:.1f} | {run['p50_ms']:.3f} | "
             f"{run['p99_ms']:.3f} | {run['errors']} |"
         )
-    lines += ["", "Throughput ratio of ours vs: "
-              + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), ""]
+    lines += [
+        "",
+        "Throughput ratio of ours vs: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()),
+        "",
+    ]
     if notes:
         lines += [f"Notes: {notes}", ""]
     path.with_suffix(".md").write_text("\n".join(lines))

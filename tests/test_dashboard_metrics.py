@@ -17,7 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.api.main import create_app
 from service.config import Settings
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards" / "salecast.json"
+DASHBOARD = (
+    Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards" / "salecast.json"
+)
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -46,7 +48,9 @@ def _queried_names() -> dict[str, str]:
 
 
 def test_every_panel_metric_is_exported(tmp_path: Path, redis_url: str) -> None:
-    settings = Settings(artifacts_dir=tmp_path / "artifacts", redis_url=redis_url, poll_interval_s=0)
+    settings = Settings(
+        artifacts_dir=tmp_path / "artifacts", redis_url=redis_url, poll_interval_s=0
+    )
     with TestClient(create_app(settings)) as client:
         client.get("/health/live")
         exported = _exported_names(client.get("/metrics").text)
@@ -58,6 +62,18 @@ def test_every_panel_metric_is_exported(tmp_path: Path, redis_url: str) -> None:
 
 def test_dashboard_covers_the_operator_questions() -> None:
     titles = " ".join(p["title"].lower() for p in json.loads(DASHBOARD.read_text())["panels"])
-    for topic in ("request rate", "errors", "p99", "batch size", "queue depth", "onnx runtime",
-                  "redis latency", "redis errors", "events", "compare-and-set", "versions", "score"):
+    for topic in (
+        "request rate",
+        "errors",
+        "p99",
+        "batch size",
+        "queue depth",
+        "onnx runtime",
+        "redis latency",
+        "redis errors",
+        "events",
+        "compare-and-set",
+        "versions",
+        "score",
+    ):
         assert topic in titles, topic

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from service.errors import SalecastError
 from training.jobs import JOBS, job_available, load_job
 
 DEFAULT_ARTIFACTS = os.environ.get("SALECAST_ARTIFACTS_DIR", "artifacts")
@@ -19,7 +20,9 @@ DEFAULT_ARTIFACTS = os.environ.get("SALECAST_ARTIFACTS_DIR", "artifacts")
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", default=[], help="input file(s) or folder")
-    parser.add_argument("--format", default="synthetic", help="input format (see `salecast data formats`)")
+    parser.add_argument(
+        "--format", default="synthetic", help="input format (see `salecast data formats`)"
+    )
     parser.add_argument("--artifacts", type=Path, default=Path(DEFAULT_ARTIFACTS))
     parser.add_argument("--results-dir", type=Path, default=Path("bench/results"))
     parser.add_argument("--seed", type=int, default=0)
@@ -65,7 +68,9 @@ def build_parser(with_jobs: bool = True) -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="import public data into the canonical schema")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     data_sub.add_parser("formats", help="list accepted input formats")
-    imp = data_sub.add_parser("import", help="read a public file, report bad rows, write canonical CSV")
+    imp = data_sub.add_parser(
+        "import", help="read a public file, report bad rows, write canonical CSV"
+    )
     imp.add_argument("--format", required=True)
     imp.add_argument("--data", nargs="+", required=True)
     imp.add_argument("--out", type=Path, required=True)
@@ -77,7 +82,9 @@ def build_parser(with_jobs: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     argv = sys.argv[1:] if argv is None else argv
     # Only train/evaluate need the job modules; serving hosts have no torch to import.
     wants_jobs = bool(argv) and argv[0] in {"train", "evaluate"}
@@ -96,11 +103,15 @@ def main(argv: list[str] | None = None) -> int:
 
         ensure_demo_models(args.artifacts, seed=args.seed)
         return 0
-    if args.command == "train":
-        print(load_job(args.model).train(args))
-        return 0
-    if args.command == "evaluate":
-        load_job(args.model).evaluate(args)
+    if args.command in {"train", "evaluate"}:
+        try:
+            job = load_job(args.model)
+            result = job.train(args) if args.command == "train" else job.evaluate(args)
+        except SalecastError as exc:  # bad --data or --format: a message, not a traceback
+            print(f"salecast {args.command} {args.model}: {exc}", file=sys.stderr)
+            return 2
+        if args.command == "train":
+            print(result)
         return 0
     if args.command == "score-bulk":
         from training.bulk_score import score_table

@@ -16,8 +16,14 @@ def ensure_demo_models(artifacts_root: Path, seed: int = 0) -> list[Path]:
         if not job_available(name):
             continue
         model_dir = artifacts_root / name
-        if model_dir.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in model_dir.iterdir()):
+        if model_dir.is_dir() and any(
+            p.is_dir() and not p.name.startswith(".") for p in model_dir.iterdir()
+        ):
             continue
-        log.info("no %s artifact under %s: training the demo model on synthetic data", name, artifacts_root)
+        log.info(
+            "no %s artifact under %s: training the demo model on synthetic data",
+            name,
+            artifacts_root,
+        )
         made.append(load_job(name).train_demo(artifacts_root, seed))
     return made

@@ -92,7 +92,8 @@ def accuracy_markdown(record: Mapping[str, Any]) -> str:
         f"Command: `{record['command']}`  ",
         f"Machine: {record['machine']}; created {record['created']}  ",
         f"Split: {record['split']}; primary metric `{record['primary_metric']}` "
-        f"({'higher' if record['higher_is_better'] else 'lower'} is better); ours: `{record['ours']}`",
+        f"({'higher' if record['higher_is_better'] else 'lower'} is better); "
+        f"ours: `{record['ours']}`",
         "",
         "| method | " + " | ".join(metrics) + " |",
         "|---" * (len(metrics) + 1) + "|",
