@@ -1,0 +1,44 @@
+"""Request/response models of `POST /v1/events`.
+
+The batch accepts each event as either a well-formed `EventIn` or any JSON object: a
+malformed *event* must not fail the whole batch (the pipeline re-validates it and reports it
+as `rejected` with the reason), while a malformed *batch* (not a list, too long) is a 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.events import MAX_EVENTS, EventIn
+
+__all__ = ["EventIn", "EventResult", "EventsRequest", "EventsResponse"]
+
+EventItem = Annotated[EventIn | dict[str, Any], Field(union_mode="left_to_right")]
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventItem] = Field(
+        min_length=1,
+        max_length=MAX_EVENTS,
+        description="behaviour events, any order; applied in (timestamp, event_id) order",
+    )
+
+
+class EventResult(BaseModel):
+    index: int = Field(description="position of the event in the request")
+    event_id: str | None
+    status: Literal["applied", "duplicate", "rejected"]
+    reason: str | None = Field(
+        default=None, description="why an event was not applied (None when applied)"
+    )
+
+
+class EventsResponse(BaseModel):
+    applied: int
+    duplicate: int
+    rejected: int
+    models: list[str] = Field(description="state updaters (models) the events were applied to")
+    results: list[EventResult]

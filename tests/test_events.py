@@ -1,0 +1,293 @@
+"""`POST /v1/events` on a minimal app with only the events router, a real valkey-server and a
+small numpy `StateUpdater` (a stand-in model, not a mock of anything salecast ships)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from service.api.errors import install_error_handlers
+from service.api.routes.events import router
+from service.errors import NotReady, StateStoreError
+from service.events import Event, EventPipeline, make_waves
+from service.state.store import StateStore, UserResult, UserWrite
+
+NOW = float(int(time.time()) // 3600 * 3600 - 7200)  # two hours ago, hour-aligned
+
+
+class ToyUpdater:
+    """user' = 0.5 user + item + [1, dt]; item' = item + [1, 0]. Records every wave."""
+
+    model = "toy"
+    user_dim = 2
+    item_dim = 2
+
+    def __init__(self) -> None:
+        self.waves: list[list[str]] = []
+
+    def initial_user_state(self) -> np.ndarray:
+        return np.zeros(2, dtype=np.float32)
+
+    def initial_item_state(self) -> np.ndarray:
+        return np.zeros(2, dtype=np.float32)
+
+    async def update(
+        self,
+        events: Sequence[Event],
+        user_states: np.ndarray,
+        item_states: np.ndarray,
+        user_prev_ts: np.ndarray,
+        item_prev_ts: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        users = [e.user_id for e in events]
+        items = [e.item_id for e in events]
+        assert len(set(users)) == len(users) and len(set(items)) == len(items)
+        self.waves.append([e.event_id for e in events])
+        dt = np.asarray([e.ts for e in events]) - user_prev_ts
+        new_u = 0.5 * user_states + item_states + np.stack([np.ones(len(events)), dt], axis=1)
+        new_i = item_states + np.array([1.0, 0.0])
+        return new_u.astype(np.float32), new_i.astype(np.float32)
+
+
+def make_app(url: str, updaters: list[Any], store_cls: type[StateStore] = StateStore) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await store_cls.connect(url)
+        app.state.store = store
+        app.state.events = EventPipeline(store, updaters)
+        yield
+        await store.close()
+
+    app = FastAPI(lifespan=lifespan)
+    install_error_handlers(app)  # the service's own exception -> status mapping
+    app.include_router(router)
+    return app
+
+
+def ev(eid: str, user: str, item: str, ts: float | str, action: str = "browse", **kw: Any) -> dict:
+    return {
+        "event_id": eid,
+        "user_id": user,
+        "item_id": item,
+        "action": action,
+        "timestamp": ts,
+        **kw,
+    }
+
+
+def read_states(url: str, model: str, entity: str, ids: list[str]) -> list[Any]:
+    async def main() -> list[Any]:
+        store = await StateStore.connect(url)
+        try:
+            return await store.get_states(model, entity, ids)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def test_batch_applies_in_waves_and_replay_is_duplicate(clean_redis: str) -> None:
+    toy = ToyUpdater()
+    batch = [
+        ev("e3", "u1", "i2", NOW + 30, "buy"),
+        ev("e1", "u1", "i1", NOW + 10, "click", category_id="c"),
+        ev("e2", "u2", "i1", NOW + 20, "fav", features={"price": 9.5}),
+        ev("e4", "u3", "i3", "1970-01-01T00:00:00Z"),  # ISO time, long before the others
+    ]
+    with TestClient(make_app(clean_redis, [toy])) as client:
+        r = client.post("/v1/events", json={"events": batch})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["applied"], body["duplicate"], body["rejected"]) == (4, 0, 0)
+        assert [x["event_id"] for x in body["results"]] == ["e3", "e1", "e2", "e4"]
+        assert body["models"] == ["toy"]
+        # e2 shares i1 with e1 and e3 shares u1 with e1: both wait for the second wave
+        assert toy.waves == [["e4", "e1"], ["e2", "e3"]]
+
+        again = client.post("/v1/events", json={"events": batch}).json()
+        assert (again["applied"], again["duplicate"]) == (0, 4)
+        assert {x["status"] for x in again["results"]} == {"duplicate"}
+    assert len(toy.waves) == 2  # nothing recomputed on replay
+
+    u1, u2 = read_states(clean_redis, "toy", "user", ["u1", "u2"])
+    i1, i2 = read_states(clean_redis, "toy", "item", ["i1", "i2"])
+    assert u1.version == (NOW + 30, "e3") and u2.version == (NOW + 20, "e2")
+    # e1: u1 = [1, 0]; e3: u1 = 0.5 [1, 0] + i2(0) + [1, 20]
+    np.testing.assert_allclose(u1.vector, [1.5, 20.0])
+    # e2 saw i1 after e1 ([1, 0]): u2 = [0,0] + [1,0] + [1, 0]
+    np.testing.assert_allclose(u2.vector, [2.0, 0.0])
+    np.testing.assert_allclose(i1.vector, [2.0, 0.0])
+    np.testing.assert_allclose(i2.vector, [1.0, 0.0])
+
+
+def test_out_of_order_and_invalid_events_are_rejected_with_reasons(clean_redis: str) -> None:
+    toy = ToyUpdater()
+    with TestClient(make_app(clean_redis, [toy])) as client:
+        assert (
+            client.post("/v1/events", json={"events": [ev("e5", "u", "i", NOW + 50)]}).json()[
+                "applied"
+            ]
+            == 1
+        )
+        r = client.post(
+            "/v1/events",
+            json={
+                "events": [
+                    ev("e4", "u", "i", NOW + 40),  # older than the stored state: stale
+                    ev("x1", "u", "i", NOW, "teleport"),
+                    {"event_id": "x2", "user_id": "u"},
+                    ev("x3", "u", "i", "yesterday-ish"),
+                    ev("x4", "u", "i", time.time() + 10 * 86_400),
+                    ev("e6", "u", "i", NOW + 60),
+                    ev("e6", "u", "i", NOW + 60),  # repeated within the batch
+                ]
+            },
+        )
+        assert r.status_code == 200, r.text
+        res = r.json()["results"]
+        assert [x["status"] for x in res] == [
+            "rejected",
+            "rejected",
+            "rejected",
+            "rejected",
+            "rejected",
+            "applied",
+            "duplicate",
+        ]
+        assert res[0]["reason"].startswith("stale")
+        assert res[1]["reason"].startswith("action")
+        assert "item_id" in res[2]["reason"]
+        assert res[3]["reason"].startswith("timestamp")
+        assert "future" in res[4]["reason"]
+        # batch-level problems are 422
+        assert client.post("/v1/events", json={"events": []}).status_code == 422
+        assert client.post("/v1/events", json={"events": "nope"}).status_code == 422
+    [u] = read_states(clean_redis, "toy", "user", ["u"])
+    assert u.version == (NOW + 60, "e6")
+
+
+def test_without_updaters_sequences_counts_and_idempotency_still_work(clean_redis: str) -> None:
+    batch = [ev(f"e{k}", "u", f"i{k}", NOW + k, "cart") for k in range(5)]
+    with TestClient(make_app(clean_redis, [])) as client:
+        assert client.post("/v1/events", json={"events": batch}).json()["applied"] == 5
+        assert client.post("/v1/events", json={"events": batch}).json()["duplicate"] == 5
+
+    async def main() -> tuple[Any, np.ndarray]:
+        store = await StateStore.connect(clean_redis)
+        try:
+            [seq] = await store.sequences(["u"])
+            counts = await store.action_counts(["u"], NOW, NOW + 3600)
+            return seq, counts
+        finally:
+            await store.close()
+
+    seq, counts = asyncio.run(main())
+    assert seq.items == [f"i{k}" for k in range(5)]
+    np.testing.assert_array_equal(counts[0, 0], [0, 0, 5, 0])
+
+
+class CrashAfterItems(StateStore):
+    """A real store whose first user-side write fails as if the process died right after the
+    item side was written (the failure is injected here, the Redis underneath is real)."""
+
+    crashed = False
+
+    async def apply_user_events(self, writes: Sequence[UserWrite]) -> list[UserResult]:
+        if not CrashAfterItems.crashed:
+            CrashAfterItems.crashed = True
+            raise StateStoreError("injected crash between item and user writes")
+        return await super().apply_user_events(writes)
+
+
+def test_retry_after_a_crash_applies_each_event_exactly_once(clean_redis: str) -> None:
+    batch = [ev("e1", "u1", "i1", NOW + 1), ev("e2", "u2", "i2", NOW + 2)]
+    app = make_app(clean_redis, [ToyUpdater()], store_cls=CrashAfterItems)
+    with TestClient(app) as client:
+        assert client.post("/v1/events", json={"events": batch}).status_code == 503
+        # items were written, users were not: the client retries the whole batch
+        assert read_states(clean_redis, "toy", "item", ["i1"])[0] is not None
+        assert read_states(clean_redis, "toy", "user", ["u1"])[0] is None
+        r = client.post("/v1/events", json={"events": batch}).json()
+        assert r["applied"] == 2
+        assert client.post("/v1/events", json={"events": batch}).json()["duplicate"] == 2
+    [i1_after] = read_states(clean_redis, "toy", "item", ["i1"])
+    [u1] = read_states(clean_redis, "toy", "user", ["u1"])
+    np.testing.assert_allclose(i1_after.vector, [1.0, 0.0])  # applied once, not twice
+    np.testing.assert_allclose(u1.vector, [2.0, 0.0])  # computed from the post-event item
+
+
+def test_two_replicas_racing_on_one_user_lose_nothing(clean_redis: str) -> None:
+    """Two pipelines (two clients) apply interleaved events of one user concurrently."""
+
+    async def replica(events: list[dict]) -> list[str]:
+        store = await StateStore.connect(clean_redis)
+        try:
+            out: list[str] = []
+            for e in events:  # one call per event, interleaving with the other replica
+                result = await EventPipeline(store, [ToyUpdater()]).process([e])
+                out += [o.status for o in result.results]
+            return out
+        finally:
+            await store.close()
+
+    async def main() -> tuple[list[str], list[str]]:
+        a = [ev(f"a{k:02d}", "hot", f"ia{k}", NOW + 2 * k) for k in range(15)]
+        b = [ev(f"b{k:02d}", "hot", f"ib{k}", NOW + 2 * k + 1) for k in range(15)]
+        ra, rb = await asyncio.gather(replica(a), replica(b))
+        return ra, rb
+
+    ra, rb = asyncio.run(main())
+    statuses = ra + rb
+    assert set(statuses) <= {"applied", "rejected"}
+    assert statuses.count("applied") >= 15
+    [u] = read_states(clean_redis, "toy", "user", ["hot"])
+    assert u.version == (NOW + 29, "b14")
+
+    async def seq() -> int:
+        store = await StateStore.connect(clean_redis)
+        try:
+            return len((await store.sequences(["hot"]))[0])
+        finally:
+            await store.close()
+
+    assert asyncio.run(seq()) == statuses.count("applied")  # each applied event once
+
+
+@pytest.mark.parametrize("by_item", [True, False])
+def test_make_waves_keeps_entity_order(by_item: bool) -> None:
+    events = [
+        Event(k, f"e{k}", u, i, "browse", float(k))
+        for k, (u, i) in enumerate([("a", "x"), ("b", "x"), ("a", "y"), ("c", "z")])
+    ]
+    waves = make_waves(events, by_item=by_item)
+    ids = [[e.event_id for e in w] for w in waves]
+    if by_item:
+        assert ids == [["e0", "e3"], ["e1", "e2"]]
+    else:
+        assert ids == [["e0", "e1", "e3"], ["e2"]]
+
+
+class NotLoadedUpdater(ToyUpdater):
+    """An updater whose model is not loaded yet (as IMN's before its first version)."""
+
+    model = "later"
+
+    @property
+    def user_dim(self) -> int:  # type: ignore[override]
+        raise NotReady("model 'later' is not loaded")
+
+
+def test_an_updater_whose_model_is_not_loaded_is_skipped(clean_redis: str) -> None:
+    toy = ToyUpdater()
+    with TestClient(make_app(clean_redis, [NotLoadedUpdater(), toy])) as client:
+        body = client.post("/v1/events", json={"events": [ev("e1", "u", "i", NOW)]}).json()
+    assert body["applied"] == 1 and body["models"] == ["toy"]
+    assert read_states(clean_redis, "later", "user", ["u"]) == [None]
