@@ -84,6 +84,28 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level written to the JSON-lines log on stderr."
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="Treat `REDIS_URL` as a Redis Cluster node (a `redis+cluster://` URL says the "
+        "same); keys carry hash tags so one user's keys share a slot.",
+    )
+    count_bucket_seconds: int = Field(
+        default=3600,
+        gt=0,
+        description="Width of the per-user behaviour-count buckets the intent model reads: 3600 "
+        "(hourly) or 86400 (daily); must divide one day.",
+    )
+    count_retention_seconds: int = Field(
+        default=60 * 86_400, gt=0, description="How long per-user behaviour counts are kept."
+    )
+    sequence_max: int = Field(
+        default=200, gt=0, description="Most recent events kept in each user's behaviour sequence."
+    )
+    idempotency_ttl_seconds: int = Field(
+        default=7 * 86_400,
+        gt=0,
+        description="How long an event id is remembered, so a retried event is not applied twice.",
+    )
     drain_timeout_s: float = Field(
         default=20.0,
         ge=0.0,

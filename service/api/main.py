@@ -120,19 +120,26 @@ class RequestContextMiddleware:
             REQUEST_ID.reset(token)
 
 
-async def connect_store(url: str | None) -> StateStore | None:
-    """The state store for `url` (PING checked), or None when the app runs without Redis."""
-    if not url:
+async def connect_store(settings: Settings) -> StateStore | None:
+    """The state store the settings name (PING checked), or None when the app runs without Redis."""
+    if not settings.redis_url:
         return None
-    return await StateStore.connect(url)
+    return await StateStore.connect(
+        settings.redis_url,
+        cluster=settings.redis_cluster or None,
+        count_bucket_seconds=settings.count_bucket_seconds,
+        count_retention_seconds=settings.count_retention_seconds,
+        sequence_max=settings.sequence_max,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+    )
 
 
-async def _keep_connecting(app: FastAPI, url: str, interval_s: float = 2.0) -> None:
+async def _keep_connecting(app: FastAPI, settings: Settings, interval_s: float = 2.0) -> None:
     """Redis was down at start: retry in the background; readiness stays 503 meanwhile."""
     while getattr(app.state, "store", None) is None:
         await asyncio.sleep(interval_s)
         try:
-            app.state.store = await connect_store(url)
+            app.state.store = await connect_store(settings)
         except StateStoreError as exc:
             app_log.warning("redis still unreachable", extra={"reason": str(exc)})
     app_log.info("redis connected")
@@ -182,14 +189,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         configure_logging(settings.log_level)
         reconnect: asyncio.Task[None] | None = None
         try:
-            app.state.store = await connect_store(settings.redis_url)
+            app.state.store = await connect_store(settings)
         except StateStoreError as exc:
             app_log.error("redis unreachable at start", extra={"reason": str(exc)})
             app.state.store = None
-            assert settings.redis_url is not None
-            reconnect = asyncio.get_running_loop().create_task(
-                _keep_connecting(app, settings.redis_url)
-            )
+            reconnect = asyncio.get_running_loop().create_task(_keep_connecting(app, settings))
         try:
             await registry.start()
             app_log.info(
