@@ -1,0 +1,64 @@
+"""Request/response models for `POST /v1/score/cvr`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.servables.cvr import MAX_PAIRS, MAX_SEQUENCE
+
+Action = Literal["browse", "collect", "cart", "purchase"]
+Occasion = Literal["BP", "DP", "AP", "NP"]
+
+
+class SequenceEvent(BaseModel):
+    """One past behaviour of the user, for stateless scoring."""
+
+    model_config = ConfigDict(extra="forbid")
+    item_id: str = Field(min_length=1, max_length=128)
+    category_id: str = Field(default="", max_length=128)
+    action: Action
+    ts: int = Field(ge=0, description="Unix seconds; only events before the click count")
+
+
+class CvrPair(BaseModel):
+    """A clicked (user, item) pair and its context."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Field(min_length=1, max_length=128)
+    item_id: str = Field(min_length=1, max_length=128)
+    category_id: str | None = Field(
+        default=None, max_length=128, description="default: the item's category in the artifact"
+    )
+    ts: int | None = Field(default=None, ge=0, description="click time; default: `at`")
+    occasion: Occasion | None = Field(
+        default=None, description="BP/DP/AP/NP; default: the artifact's promotion calendar"
+    )
+    sequence: list[SequenceEvent] | None = Field(
+        default=None,
+        max_length=MAX_SEQUENCE,
+        description="the user's recent behaviour; when given, Redis is not read for this pair",
+    )
+
+
+class CvrScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pairs: list[CvrPair] = Field(min_length=1, max_length=MAX_PAIRS)
+    at: int | None = Field(default=None, ge=0, description="request time (Unix s); default now")
+
+
+class CvrScore(BaseModel):
+    user_id: str
+    item_id: str
+    cvr: float = Field(description="MetaCVR conversion probability of the click")
+    base_cvr: float = Field(description="the frozen base model's probability (stage 1)")
+    occasion: Occasion
+    occasion_source: Literal["calendar", "request"]
+    history_events: int = Field(description="behaviour events before the click that were used")
+
+
+class CvrScoreResponse(BaseModel):
+    model_version: str
+    at: int
+    scores: list[CvrScore]

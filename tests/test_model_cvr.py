@@ -1,0 +1,180 @@
+"""MetaCVR: shapes, two-stage learning, ONNX parity, occasions, features, refresh."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from models.metacvr import DISTANCES, BaseCVR, MetaCVR, MetaCVRConfig, example_inputs
+from training.features.cvr import (
+    FIELD_INDEX,
+    GROUPS,
+    FeatureSpec,
+    Vocab,
+    build_samples,
+    chronological_split,
+    promo_click_log,
+)
+from training.jobs import cvr as job
+from training.occasions import OccasionCalendar, Promotion, default_calendar, parse_promotion
+
+torch.set_num_threads(1)
+
+
+def _cfg(distance: str = "spdm") -> MetaCVRConfig:
+    spec = FeatureSpec(seq_len=6)
+    return MetaCVRConfig(
+        field_cards=spec.cardinalities(12, 30, 5),
+        groups={k: list(v) for k, v in GROUPS.items()},
+        d_model=16,
+        heads=2,
+        main_hidden=(32, 16),
+        bias_hidden=(16, 8),
+        head_hidden=(16, 8),
+        proj_dim=8,
+        nndm_hidden=8,
+        distance=distance,
+        seq_len=6,
+    )
+
+
+def test_config_validates() -> None:
+    with pytest.raises(ValueError):
+        MetaCVRConfig(field_cards=[], groups={})
+    with pytest.raises(ValueError):
+        _cfg("manhattan")
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_shapes_and_onnx_parity(distance: str, tmp_path: Path) -> None:
+    cfg = _cfg(distance)
+    torch.manual_seed(0)
+    model = MetaCVR(cfg)
+    model.set_prototypes(torch.randn(4, 2, model.base.repr_dim))
+    with torch.no_grad():  # move the EPN off its identity start so the DMN path matters
+        model.epn.weight.normal_()
+    model.eval()
+    x = example_inputs(cfg, batch=7, seed=3)
+    x["seq_actions"][0] = 0  # a user with no history at all
+    with torch.no_grad():
+        cvr, base_cvr, s_occ = model(**x)
+    assert cvr.shape == (7,) and base_cvr.shape == (7,) and s_occ.shape == (7, 4)
+    assert torch.isfinite(cvr).all() and ((cvr > 0) & (cvr < 1)).all()
+    graphs = model.export_graphs(tmp_path)
+    sess = ort.InferenceSession(str(graphs["score"]), providers=["CPUExecutionProvider"])
+    for batch in (1, 7):
+        feeds = {k: v[:batch].numpy() for k, v in x.items()}
+        out = sess.run(["cvr", "base_cvr", "occasion_scores"], feeds)
+        np.testing.assert_allclose(out[0], cvr[:batch].numpy(), atol=1e-4)
+        np.testing.assert_allclose(out[1], base_cvr[:batch].numpy(), atol=1e-4)
+        np.testing.assert_allclose(out[2], s_occ[:batch].numpy(), atol=1e-4)
+
+
+def test_two_stage_training_learns_and_freezes_frn() -> None:
+    events, calendar = promo_click_log(seed=1, n_users=25, n_items=30, days=30)
+    spec = FeatureSpec(seq_len=6, stats_window=50)
+    vocab = Vocab.build(events)
+    samples = build_samples(events, calendar, vocab, spec)
+    train, recent, _ = chronological_split(samples)
+    n_users, n_items, n_cats = vocab.sizes()
+    cfg = _cfg()
+    cfg.field_cards = spec.cardinalities(n_users, n_items, n_cats)
+    base = BaseCVR(cfg)
+    losses = job.fit(base, base.calculate_loss, list(base.parameters()), train, 4, 64, 3e-3, 0)
+    assert losses[-1] < losses[0]
+    protos, sources = job.compute_prototypes(base, recent, train, 1)
+    assert protos.shape == (4, 2, base.repr_dim) and set(sources) == {"BP", "DP", "AP", "NP"}
+    model = MetaCVR(cfg, base=base)
+    model.set_prototypes(protos)
+    frozen = {k: v.clone() for k, v in model.base.state_dict().items()}
+    with torch.no_grad():  # stage 2 starts exactly at BASE (EPN identity on s_b)
+        b = job._batch(recent, slice(0, 16))
+        torch.testing.assert_close(model.predict(b)["cvr"], base.predict(b)["cvr"])
+    model.freeze_frn()
+    s2 = job.fit(model, model.calculate_loss, model.stage2_parameters(), recent, 5, 64, 1e-2, 0)
+    assert s2[-1] < s2[0]
+    for k, v in model.base.state_dict().items():
+        torch.testing.assert_close(v, frozen[k])
+
+
+def test_occasion_calendar_windows_and_roundtrip() -> None:
+    cal = OccasionCalendar(
+        promotions=[Promotion("d11", dt.date(2015, 11, 11), dt.date(2015, 11, 11))],
+        before_days=3,
+        after_days=2,
+    )
+    got = [cal.occasion_of_day(dt.date(2015, 11, d)) for d in (7, 8, 10, 11, 12, 13, 14)]
+    assert got == ["NP", "BP", "BP", "DP", "AP", "AP", "NP"]
+    again = OccasionCalendar.from_dict(json.loads(json.dumps(cal.to_dict())))
+    ts = np.array([dt.datetime(2015, 11, d, 12, tzinfo=dt.UTC).timestamp() for d in (9, 11, 13)])
+    assert again.occasion_ids(ts.astype(np.int64)).tolist() == [0, 1, 2]
+    assert parse_promotion("x:2020-06-16:2020-06-18").end == dt.date(2020, 6, 18)
+    with pytest.raises(ValueError):
+        parse_promotion("x:2020-06-18:2020-06-01")
+    names = {p.name for p in default_calendar(np.array([ts[0]], dtype=np.int64)).promotions}
+    assert any(n.startswith("double11-2015") or "2015" in n for n in names)
+
+
+def test_features_have_no_label_leak() -> None:
+    events, calendar = promo_click_log(seed=2, n_users=10, n_items=15, days=20)
+    spec = FeatureSpec(seq_len=5, stats_window=30)
+    samples = build_samples(events, calendar, Vocab.build(events), spec)
+    # The first click of each user has no history: all user / interaction fields are 0.
+    first = samples.fields[:, FIELD_INDEX["u_events"]] == 0
+    assert first.any()
+    assert (samples.seq_actions[first] == 0).all()
+    assert (samples.fields[first, FIELD_INDEX["ui_bought"]] == 0).all()
+    assert 0 < samples.label.mean() < 1 and (samples.label <= samples.label_deep).all()
+
+
+def _args(tmp_path: Path, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", nargs="+", default=[])
+    parser.add_argument("--format", default="synthetic")
+    parser.add_argument("--artifacts", type=Path)
+    parser.add_argument("--results-dir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    job.add_arguments(parser)
+    return parser.parse_args(
+        ["--artifacts", str(tmp_path / "art"), "--results-dir", str(tmp_path / "res"),
+         "--d-model", "16", "--heads", "2", "--epochs", "1", "--stage2-epochs", "1", *extra]
+    )  # fmt: skip
+
+
+def test_train_then_refresh_prototypes_writes_new_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def small_log(args: argparse.Namespace) -> tuple[object, str, OccasionCalendar]:
+        events, calendar = promo_click_log(seed=args.seed, n_users=20, n_items=25, days=30)
+        return events, f"tiny-{args.seed}", calendar
+
+    monkeypatch.setattr(job, "load_data", small_log)
+    first = job.train(_args(tmp_path))
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["graphs"]["score"]["inputs"][0]["name"] == "fields"
+    assert manifest["config"]["calendar"]["promotions"]
+    refreshed = job.train(_args(tmp_path, "--refresh-prototypes-from", str(first), "--seed", "5"))
+    assert refreshed != first and refreshed.parent == first.parent
+    m2 = json.loads((refreshed / "manifest.json").read_text())
+    assert m2["metrics"]["refreshed_from"] == manifest["version"]
+    model1, _ = job.load_artifact_model(first)
+    model2, _ = job.load_artifact_model(refreshed)
+    assert not torch.allclose(model1.prototypes, model2.prototypes)
+    torch.testing.assert_close(model1.base.state_dict(), model2.base.state_dict())
+
+
+def test_cli_promotions_override_the_default_calendar(tmp_path: Path) -> None:
+    args = _args(tmp_path, "--promotion", "sale:2024-03-08:2024-03-10", "--before-days", "2")
+    events, source = promo_click_log(seed=0, n_users=3, n_items=20, days=3)
+    cal = job.make_calendar(args, events, source)
+    assert [p.name for p in cal.promotions] == ["sale"] and cal.before_days == 2
+    assert cal.occasion_of_day(dt.date(2024, 3, 7)) == "BP"
+    assert job.make_calendar(_args(tmp_path), events, source) is source

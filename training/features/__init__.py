@@ -1,0 +1,1 @@
+"""Feature builders that are large enough to live outside their training job."""

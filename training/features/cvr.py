@@ -1,0 +1,487 @@
+"""Click-then-buy samples and their features for MetaCVR (paper 002, Sec. III-A).
+
+A sample is a click (a `browse` event) of a user on an item, first click of that user-item
+pair on that day; its label is 1 if the same user buys the same item at or after the click
+within `label_days`. Only canonical event columns are used (user_id, item_id, category_id,
+action, ts), so any file an adapter reads works, whatever its source.
+
+The paper's five feature parts map onto fixed fields (numeric values are discretised by
+boundaries into buckets, as Sec. III-C does):
+
+- behaviour sequence: the last `seq_len` events of the user strictly before the click
+  (item, category, action);
+- user features: events / clicks / buys / conversion rate in the last `stats_window` events;
+- item features: clicks / buys / conversion rate of the item over all users before the click;
+- user-item interaction: clicks, collects+carts and buys of this item, clicks and buys of its
+  category, in the user's window;
+- context: occasion (BP/DP/AP/NP), day of week, hour, time since the user's previous event.
+
+User and interaction features come from the user's recent events only, through
+`history_fields`, a numpy function the servable calls on the Redis behaviour sequence, so
+training and serving compute them the same way. Item features at serving time are the
+snapshot at the end of the training data (a per-version table in the artifact).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.occasions import OccasionCalendar
+
+ACTION_IDS: dict[str, int] = {"browse": 1, "collect": 2, "cart": 3, "purchase": 4}  # 0 = pad
+
+FIELDS: tuple[str, ...] = (
+    "user", "item", "category",  # ids (vocabularies, 0 = unknown)
+    "u_events", "u_clicks", "u_buys", "u_cvr",  # user
+    "i_clicks", "i_buys", "i_cvr",  # item
+    "ui_clicks", "ui_deep", "ui_bought", "uc_clicks", "uc_buys",  # user-item interaction
+    "occasion", "dow", "hour", "recency",  # context
+)  # fmt: skip
+FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELDS)}
+#: Groups for the model's embeddings (paper: e_u, e_i, e_ui, e_c).
+GROUPS: dict[str, tuple[int, ...]] = {
+    "user": (0, 3, 4, 5, 6),
+    "item": (1, 2, 7, 8, 9),
+    "inter": (10, 11, 12, 13, 14),
+    "ctx": (15, 16, 17, 18),
+}
+COUNT_BUCKETS = 12  # 0, then 1 + floor(log2(n)) capped
+RATE_BUCKETS = 12  # 0 = no clicks, then 1 + floor(10 * rate) (rate 1.0 -> 11)
+RECENCY_BUCKETS = 16  # 0 = no previous event, then 1 + floor(log2(1 + hours)) capped
+
+
+def count_bucket(n: np.ndarray | float) -> np.ndarray:
+    """0 for zero; 1 + floor(log2 n) otherwise, capped: counts span orders of magnitude."""
+    arr = np.asarray(n, dtype=np.float64)
+    out = np.where(arr > 0, 1 + np.floor(np.log2(np.maximum(arr, 1.0))), 0)
+    return np.minimum(out, COUNT_BUCKETS - 1).astype(np.int64)
+
+
+def rate_bucket(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
+    numa = np.asarray(num, dtype=np.float64)
+    dena = np.asarray(den, dtype=np.float64)
+    rate = np.clip(numa / np.maximum(dena, 1.0), 0.0, 1.0)
+    return np.where(dena > 0, 1 + np.floor(10 * rate), 0).astype(np.int64)
+
+
+def recency_bucket(seconds: np.ndarray | float) -> np.ndarray:
+    sec = np.asarray(seconds, dtype=np.float64)
+    out = np.where(sec >= 0, 1 + np.floor(np.log2(1.0 + np.maximum(sec, 0) / 3600.0)), 0)
+    return np.minimum(out, RECENCY_BUCKETS - 1).astype(np.int64)
+
+
+def count_bucket_int(n: int) -> int:
+    """Scalar `count_bucket` for a non-negative integer count (1 + floor(log2 n) = bit length)."""
+    return min(int(n).bit_length(), COUNT_BUCKETS - 1) if n > 0 else 0
+
+
+def rate_bucket_int(num: int, den: int) -> int:
+    """Scalar `rate_bucket`, the same float arithmetic without numpy's per-call overhead."""
+    if den <= 0:
+        return 0
+    rate = min(max(num / max(den, 1.0), 0.0), 1.0)
+    return 1 + math.floor(10 * rate)
+
+
+def recency_bucket_int(seconds: int) -> int:
+    """Scalar `recency_bucket`."""
+    if seconds < 0:
+        return 0
+    return min(1 + math.floor(math.log2(1.0 + seconds / 3600.0)), RECENCY_BUCKETS - 1)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    seq_len: int = 20  # behaviour sequence length fed to the attention
+    stats_window: int = 100  # user/interaction statistics use this many most recent events
+
+    def cardinalities(self, n_users: int, n_items: int, n_cats: int) -> list[int]:
+        """Embedding table sizes per field (vocab sizes include the 0 = unknown row)."""
+        sizes = {
+            "user": n_users,
+            "item": n_items,
+            "category": n_cats,
+            "u_cvr": RATE_BUCKETS,
+            "i_cvr": RATE_BUCKETS,
+            "occasion": 4,
+            "dow": 7,
+            "hour": 24,
+            "recency": RECENCY_BUCKETS,
+        }
+        return [sizes.get(name, COUNT_BUCKETS) for name in FIELDS]
+
+
+def history_fields(
+    hist_items: np.ndarray,
+    hist_cats: np.ndarray,
+    hist_actions: np.ndarray,
+    hist_ts: np.ndarray,
+    item: Any,
+    category: Any,
+    ts: int,
+    spec: FeatureSpec,
+) -> tuple[dict[str, int], slice]:
+    """User + interaction fields from the user's events before `ts` (oldest first).
+
+    `hist_*` must already be restricted to events strictly before the click. Items and
+    categories may be raw ids or codes; only equality with `item`/`category` is used.
+    Returns the field values and the slice of the history that forms the sequence.
+    """
+    n = len(hist_actions)
+    lo = max(0, n - spec.stats_window)
+    acts = hist_actions[lo:]
+    items = hist_items[lo:]
+    cats = hist_cats[lo:]
+    clicks = acts == ACTION_IDS["browse"]
+    buys = acts == ACTION_IDS["purchase"]
+    deep = (acts == ACTION_IDS["collect"]) | (acts == ACTION_IDS["cart"])
+    same_item = items == item
+    same_cat = cats == category
+    n_clicks, n_buys = int(clicks.sum()), int(buys.sum())
+    values = {
+        "u_events": count_bucket_int(len(acts)),
+        "u_clicks": count_bucket_int(n_clicks),
+        "u_buys": count_bucket_int(n_buys),
+        "u_cvr": rate_bucket_int(n_buys, n_clicks),
+        "ui_clicks": count_bucket_int(int((clicks & same_item).sum())),
+        "ui_deep": count_bucket_int(int((deep & same_item).sum())),
+        "ui_bought": count_bucket_int(int((buys & same_item).sum())),
+        "uc_clicks": count_bucket_int(int((clicks & same_cat).sum())),
+        "uc_buys": count_bucket_int(int((buys & same_cat).sum())),
+        "recency": recency_bucket_int(ts - int(hist_ts[-1])) if n else 0,
+    }
+    return values, slice(max(0, n - spec.seq_len), n)
+
+
+def context_fields(ts: int, occasion: int) -> dict[str, int]:
+    """Day of week (Monday = 0) and hour in UTC, like the canonical `ts`."""
+    day = ts // 86400
+    return {"occasion": int(occasion), "dow": int((day + 3) % 7), "hour": int((ts % 86400) // 3600)}
+
+
+@dataclass
+class CvrSamples:
+    fields: np.ndarray  # [N, F] int64
+    seq_items: np.ndarray  # [N, L] int64 vocab ids, 0 = pad
+    seq_cats: np.ndarray  # [N, L]
+    seq_actions: np.ndarray  # [N, L]
+    label: np.ndarray  # [N] float32: bought within the window
+    label_deep: np.ndarray  # [N] float32: collected / carted / bought within the window
+    ts: np.ndarray  # [N] int64 click time
+    day: np.ndarray  # [N] int64 epoch day
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def subset(self, mask: np.ndarray) -> CvrSamples:
+        return CvrSamples(**{k: v[mask] for k, v in self.__dict__.items()})
+
+    @property
+    def occasion(self) -> np.ndarray:
+        return self.fields[:, FIELD_INDEX["occasion"]]
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {
+            "fields": self.fields,
+            "seq_items": self.seq_items,
+            "seq_cats": self.seq_cats,
+            "seq_actions": self.seq_actions,
+        }
+
+
+@dataclass
+class Vocab:
+    """Id -> index maps (index 0 = unknown); built on training days only."""
+
+    users: dict[str, int]
+    items: dict[str, int]
+    cats: dict[str, int]
+
+    @classmethod
+    def build(cls, events: pd.DataFrame) -> Vocab:
+        def make(values: Sequence[str]) -> dict[str, int]:
+            return {v: i + 1 for i, v in enumerate(sorted(set(values)))}
+
+        return cls(
+            users=make(events["user_id"].astype(str).tolist()),
+            items=make(events["item_id"].astype(str).tolist()),
+            cats=make(events["category_id"].astype(str).tolist()),
+        )
+
+    def to_lists(self) -> dict[str, list[str]]:
+        def ordered(m: Mapping[str, int]) -> list[str]:
+            return [k for k, _ in sorted(m.items(), key=lambda kv: kv[1])]
+
+        return {
+            "user": ordered(self.users),
+            "item": ordered(self.items),
+            "category": ordered(self.cats),
+        }
+
+    @classmethod
+    def from_lists(cls, lists: Mapping[str, list[str]]) -> Vocab:
+        def make(values: list[str]) -> dict[str, int]:
+            return {v: i + 1 for i, v in enumerate(values)}
+
+        return cls(make(lists["user"]), make(lists["item"]), make(lists["category"]))
+
+    def sizes(self) -> tuple[int, int, int]:
+        return len(self.users) + 1, len(self.items) + 1, len(self.cats) + 1
+
+
+def _before_counts(key: pd.Series, flag: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Per row: how many rows with the same key and `flag` have a strictly smaller ts.
+
+    Rows must be sorted by ts. Ties share the count of the first row of their (key, ts).
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({"key": key.to_numpy(), "ts": ts, "flag": flag.astype(np.int64)})
+    before = frame.groupby("key", sort=False)["flag"].cumsum().to_numpy() - frame["flag"].to_numpy()
+    frame["before"] = before
+    return frame.groupby(["key", "ts"], sort=False)["before"].transform("first").to_numpy()
+
+
+def build_samples(
+    events: pd.DataFrame,
+    calendar: OccasionCalendar,
+    vocab: Vocab,
+    spec: FeatureSpec,
+    label_days: float = 3.0,
+) -> CvrSamples:
+    """Click samples with labels and features from a canonical events frame."""
+    ev = events.sort_values("ts", kind="stable").reset_index(drop=True)
+    ts = ev["ts"].to_numpy(np.int64)
+    action = ev["action"].astype(str).map(ACTION_IDS).fillna(0).to_numpy(np.int64)
+    users = ev["user_id"].astype(str)
+    items = ev["item_id"].astype(str)
+    cats = ev["category_id"].astype(str)
+    item_code = items.map(vocab.items).fillna(0).to_numpy(np.int64)
+    cat_code = cats.map(vocab.cats).fillna(0).to_numpy(np.int64)
+    user_code = users.map(vocab.users).fillna(0).to_numpy(np.int64)
+    # Raw-id codes for equality tests (vocab ids would merge unknown items into 0).
+    item_raw = items.factorize()[0]
+    cat_raw = cats.factorize()[0]
+
+    i_clicks = _before_counts(items, action == ACTION_IDS["browse"], ts)
+    i_buys = _before_counts(items, action == ACTION_IDS["purchase"], ts)
+
+    is_click = action == ACTION_IDS["browse"]
+    day = ts // 86400
+    click_rows = np.flatnonzero(is_click)
+    dup = (
+        ev.iloc[click_rows]
+        .assign(_day=day[click_rows])
+        .duplicated(subset=["user_id", "item_id", "_day"], keep="first")
+        .to_numpy()
+    )
+    sample_rows = click_rows[~dup]  # first click of each user-item pair per day
+    window = int(label_days * 86400)
+
+    n = len(sample_rows)
+    fields = np.zeros((n, len(FIELDS)), dtype=np.int64)
+    seq_i = np.zeros((n, spec.seq_len), dtype=np.int64)
+    seq_c = np.zeros((n, spec.seq_len), dtype=np.int64)
+    seq_a = np.zeros((n, spec.seq_len), dtype=np.int64)
+    label = np.zeros(n, dtype=np.float32)
+    label_deep = np.zeros(n, dtype=np.float32)
+    occ = calendar.occasion_ids(ts[sample_rows])
+    out_pos = {row: k for k, row in enumerate(sample_rows)}
+
+    # Walk user by user; each user's events are in ts order.
+    for _, rows in ev.groupby(users, sort=False).indices.items():
+        rows = np.sort(rows)
+        u_ts = ts[rows]
+        u_act = action[rows]
+        u_item_raw = item_raw[rows]
+        u_cat_raw = cat_raw[rows]
+        for j, row in enumerate(rows):
+            k = out_pos.get(int(row))
+            if k is None:
+                continue
+            t = int(ts[row])
+            start = int(np.searchsorted(u_ts, t, side="left"))  # strictly before t
+            values, seq = history_fields(
+                u_item_raw[:start], u_cat_raw[:start], u_act[:start], u_ts[:start],
+                u_item_raw[j], u_cat_raw[j], t, spec,
+            )  # fmt: skip
+            values.update(context_fields(t, int(occ[k])))
+            values.update(
+                user=int(user_code[row]),
+                item=int(item_code[row]),
+                category=int(cat_code[row]),
+                i_clicks=int(count_bucket(i_clicks[row])),
+                i_buys=int(count_bucket(i_buys[row])),
+                i_cvr=int(rate_bucket(i_buys[row], i_clicks[row])),
+            )
+            fields[k] = [values[f] for f in FIELDS]
+            hist_rows = rows[seq]
+            m = len(hist_rows)
+            if m:
+                seq_i[k, -m:] = item_code[hist_rows]
+                seq_c[k, -m:] = cat_code[hist_rows]
+                seq_a[k, -m:] = action[hist_rows]
+            # Label: an event of this user on this item at or after the click's time, within
+            # the window. Events with the click's own timestamp count whatever their file
+            # order: day- or hour-resolution logs cannot order a click and a buy in one slot.
+            end = int(np.searchsorted(u_ts, t + window, side="right"))
+            same = u_item_raw[start:end] == u_item_raw[j]
+            later_act = u_act[start:end][same]
+            label[k] = float((later_act == ACTION_IDS["purchase"]).any())
+            label_deep[k] = float((later_act >= ACTION_IDS["collect"]).any())
+    return CvrSamples(
+        fields=fields,
+        seq_items=seq_i,
+        seq_cats=seq_c,
+        seq_actions=seq_a,
+        label=label,
+        label_deep=label_deep,
+        ts=ts[sample_rows],
+        day=day[sample_rows],
+    )
+
+
+def item_stats_table(events: pd.DataFrame, vocab: Vocab) -> np.ndarray:
+    """[n_items, 4] per item vocab id: bucketed clicks, buys, cvr over all of `events`, and
+    the item's category vocab id (its latest category in the data).
+
+    The servable looks item features (and the category of an item a request does not
+    describe) up here: the snapshot at the end of the data window.
+    """
+    n_items = len(vocab.items) + 1
+    table = np.zeros((n_items, 4), dtype=np.int64)
+    ids = events["item_id"].astype(str).map(vocab.items).fillna(0).to_numpy(np.int64)
+    cat_ids = events["category_id"].astype(str).map(vocab.cats).fillna(0).to_numpy(np.int64)
+    act = events["action"].astype(str).to_numpy()
+    clicks = np.bincount(ids[act == "browse"], minlength=n_items)
+    buys = np.bincount(ids[act == "purchase"], minlength=n_items)
+    table[:, 0] = count_bucket(clicks)
+    table[:, 1] = count_bucket(buys)
+    table[:, 2] = rate_bucket(buys, clicks)
+    table[ids, 3] = cat_ids  # later rows win: events are in time order
+    table[0] = 0
+    return table
+
+
+def split_days(
+    day: np.ndarray, test_frac: float = 0.2, recent_frac: float = 0.25
+) -> tuple[int, int]:
+    """(first day of D_recent, first test day) from the click days of the samples.
+
+    The last days holding ~`test_frac` of samples are the test set; of the remaining
+    training days, the last ~`recent_frac` (by days) form D_recent (paper: 15 of 60 days).
+    """
+    days, counts = np.unique(day, return_counts=True)
+    if len(days) < 3:
+        raise ValueError("need at least 3 distinct days of clicks for a chronological split")
+    cum = np.cumsum(counts[::-1])[::-1] / counts.sum()  # share of samples on day >= d
+    test_start_idx = int(np.flatnonzero(cum >= test_frac)[-1])
+    test_start_idx = min(max(test_start_idx, 1), len(days) - 1)
+    train_days = days[:test_start_idx]
+    n_recent = max(1, math.ceil(recent_frac * len(train_days)))
+    return int(train_days[-n_recent]), int(days[test_start_idx])
+
+
+def click_days(events: pd.DataFrame) -> np.ndarray:
+    """Epoch day of every sample `build_samples` would make (first click per user-item-day)."""
+    clicks = events[events["action"].astype(str) == "browse"]
+    day = clicks["ts"].to_numpy(np.int64) // 86400
+    dup = clicks.assign(_day=day).duplicated(subset=["user_id", "item_id", "_day"]).to_numpy()
+    return np.asarray(day[~dup])
+
+
+def chronological_split(
+    samples: CvrSamples, test_frac: float = 0.2, recent_frac: float = 0.25
+) -> tuple[CvrSamples, CvrSamples, CvrSamples]:
+    """(D, D_recent, D_test) by sample day, as the paper's Sec. IV-A.1 (see `split_days`)."""
+    recent_start, test_start = split_days(samples.day, test_frac, recent_frac)
+    train = samples.subset(samples.day < test_start)
+    recent = samples.subset((samples.day >= recent_start) & (samples.day < test_start))
+    test = samples.subset(samples.day >= test_start)
+    return train, recent, test
+
+
+def promo_click_log(
+    seed: int = 0,
+    n_users: int = 60,
+    n_items: int = 80,
+    n_cats: int = 8,
+    start: str = "2024-10-25",
+    days: int = 56,
+    promotions: Sequence[str] = ("2024-11-11", "2024-11-25", "2024-12-12"),
+    clicks_per_day: float = 1.5,
+) -> tuple[pd.DataFrame, OccasionCalendar]:
+    """A click-to-buy log with a known promotion shift (tests, demo, per-occasion tables).
+
+    Conversion depends on item quality, the user's favourite category, earlier clicks of the
+    same item, and on the occasion: during a promotion price-sensitive users buy discounted
+    items far more; before it they wait (lower CVR, more clicks); after it demand is spent.
+    This is the distribution shift MetaCVR's prototypes are meant to absorb.
+    """
+    import datetime as dt
+
+    import pandas as pd
+
+    from training.occasions import OccasionCalendar, Promotion
+
+    rng = np.random.default_rng(seed)
+    calendar = OccasionCalendar(
+        promotions=[
+            Promotion(f"promo{k}", dt.date.fromisoformat(d), dt.date.fromisoformat(d))
+            for k, d in enumerate(promotions)
+        ],
+        before_days=5,
+        after_days=3,
+    )
+    item_cat = rng.integers(0, n_cats, n_items)
+    quality = rng.normal(0, 1, n_items)
+    discounted = rng.random(n_items) < 0.3
+    pref = rng.integers(0, n_cats, n_users)
+    sensitivity = rng.random(n_users)
+    t0 = int(pd.Timestamp(start).timestamp())
+    rows: list[tuple[str, str, str, str, int]] = []
+    seen: set[tuple[int, int]] = set()
+    click_mult = {"BP": 1.5, "DP": 2.5, "AP": 0.8, "NP": 1.0}
+    for d in range(days):
+        day_ts = t0 + d * 86400
+        occ = calendar.occasion_of_day(dt.date(1970, 1, 1) + dt.timedelta(days=day_ts // 86400))
+        for u in range(n_users):
+            for _ in range(rng.poisson(clicks_per_day * click_mult[occ])):
+                promo_items = np.flatnonzero(discounted)
+                liked = np.flatnonzero(item_cat == pref[u])
+                if occ == "DP" and len(promo_items) and rng.random() < 0.5:
+                    i = int(rng.choice(promo_items))
+                elif len(liked) and rng.random() < 0.6:
+                    i = int(rng.choice(liked))
+                else:
+                    i = int(rng.integers(0, n_items))
+                ts = day_ts + int(rng.integers(8 * 3600, 22 * 3600))
+                logit = -2.5 + 0.8 * quality[i] + 1.0 * (item_cat[i] == pref[u])
+                logit += 0.7 * ((u, i) in seen)
+                if occ == "DP":
+                    logit += 2.5 * sensitivity[u] * discounted[i] - 0.5
+                elif occ == "BP":
+                    logit -= 1.5 * sensitivity[u]
+                elif occ == "AP":
+                    logit -= 0.7
+                seen.add((u, i))
+                rows.append((f"u{u}", f"i{i}", f"c{item_cat[i]}", "browse", ts))
+                if rng.random() < 1 / (1 + np.exp(-logit)):
+                    buy_ts = ts + int(rng.integers(60, 3600 if occ == "DP" else 86400))
+                    if rng.random() < 0.5:
+                        rows.append((f"u{u}", f"i{i}", f"c{item_cat[i]}", "cart", ts + 30))
+                    rows.append((f"u{u}", f"i{i}", f"c{item_cat[i]}", "purchase", buy_ts))
+                elif rng.random() < 0.1:
+                    rows.append((f"u{u}", f"i{i}", f"c{item_cat[i]}", "collect", ts + 20))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "category_id", "action", "ts"])
+    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    frame.insert(0, "event_id", [f"promo:{k}" for k in range(len(frame))])
+    return frame, calendar
