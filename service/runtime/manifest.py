@@ -91,5 +91,7 @@ def read_manifest(version_dir: Path) -> Manifest:
             raise ArtifactError(f"{version_dir}: listed file {rel} is missing")
         actual = sha256_file(file_path)
         if actual != expected:
-            raise ArtifactError(f"{version_dir}: {rel} sha256 {actual[:12]} != manifest {expected[:12]}")
+            raise ArtifactError(
+                f"{version_dir}: {rel} sha256 {actual[:12]} != manifest {expected[:12]}"
+            )
     return manifest
