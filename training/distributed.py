@@ -52,12 +52,38 @@ def setup(device: str = "cpu") -> DistContext:
     return DistContext(rank, world_size, torch.device("cpu"))
 
 
+class LossModule(nn.Module):
+    """Routes `calculate_loss` through `forward`: DDP syncs gradients only for forward calls."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.calculate_loss(batch)  # type: ignore[operator]
+
+
 def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
-    """DDP-wrap for multi-process runs; the bare model otherwise."""
+    """DDP-wrap for multi-process runs; the bare model otherwise.
+
+    `find_unused_parameters` because ablation switches (no fusion, no uncertainty weighting)
+    leave some parameters without gradients, which plain DDP treats as an error.
+    """
     if not ctx.enabled:
         return model
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=device_ids, find_unused_parameters=True
+    )
+
+
+def share_weight(local_rows: int, global_rows: int, ctx: DistContext) -> float:
+    """Factor for a rank's mean loss so that DDP's gradient average equals the global mean.
+
+    DDP averages gradients over ranks; with unequal shares (the last batch of an epoch) a plain
+    average of per-rank means would over-weight the smaller share.
+    """
+    return local_rows * ctx.world_size / global_rows
 
 
 def unwrap(model: nn.Module) -> nn.Module:

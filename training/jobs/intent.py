@@ -34,6 +34,7 @@ from models.tpgdnn import OUTPUTS, TASKS, TPGDNN, TPGDNNConfig
 from service.runtime.manifest import DataWindow
 from service.servables.coupons import allocate
 from service.servables.intent_features import FIELD_NAMES, FIELD_VOCABS, FeatureSpec
+from training import distributed
 from training.artifacts import write_artifact
 from training.baselines.multitask import MMOE, ClassicalBaselines, MultiTaskConfig, SharedBottom
 from training.features.intent import IntentSamples, build_samples, choose_cuts, time_split
@@ -59,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-minutes", type=float, default=3.0, help="wall limit per neural model"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--dropout", type=float, default=None, help="override the model's dropout (0: off)"
+    )
     parser.add_argument("--coupon-cost", type=float, default=1.0, help="allocation benchmark cost")
     parser.add_argument(
         "--coupon-value", type=float, default=10.0, help="allocation benchmark value"
@@ -123,7 +127,7 @@ def predict_torch(
     model: nn.Module, s: IntentSamples, batch_size: int = 4096
 ) -> dict[str, np.ndarray]:
     model.eval()
-    t = _tensors(s)
+    t = _tensors(s, str(next(model.parameters()).device))
     outs: list[list[np.ndarray]] = [[] for _ in OUTPUTS]
     for i in range(0, len(s), batch_size):
         res = model(
@@ -160,11 +164,19 @@ def fit_torch(
     lr: float,
     seed: int,
     max_seconds: float = 180.0,
+    ctx: distributed.DistContext | None = None,
 ) -> tuple[nn.Module, list[float]]:
-    """Adam on `model.calculate_loss`; keeps the epoch with the best mean validation AUC."""
+    """Adam on `model.calculate_loss`; keeps the epoch with the best mean validation AUC.
+
+    Under torchrun (`ctx` with several ranks) every rank draws the same permutation and takes
+    its slice of each global batch, so the run follows the single-process one.
+    """
+    ctx = ctx or distributed.DistContext()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    data = _tensors(train)
+    model.to(ctx.device)
+    data = _tensors(train, str(ctx.device))
+    trainer = distributed.wrap(distributed.LossModule(model), ctx)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best_state, best_score, history = copy.deepcopy(model.state_dict()), -1.0, []
     start = time.monotonic()
@@ -174,11 +186,16 @@ def fit_torch(
         total = 0.0
         for i in range(0, len(train), batch_size):
             idx = order[i : i + batch_size]
-            loss = model.calculate_loss({k: v[idx] for k, v in data.items()})  # type: ignore[operator]
+            mine = idx[distributed.local_slice(len(idx), ctx)]
+            # A rank left without rows still joins the gradient all-reduce, with weight 0.
+            weight = distributed.share_weight(len(mine), len(idx), ctx)
+            rows = mine if len(mine) else idx[:1]
+            loss = trainer({k: v[rows] for k, v in data.items()})
             opt.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
+            total += float(loss.detach()) * len(mine)
+        total = distributed.mean_across_ranks(total, ctx) * ctx.world_size
         history.append(total / max(len(train), 1))
         score = _mean_auc(predict_torch(model, val), val) if len(val) else -float(history[-1])
         log.info("epoch %d loss %.4f val mean AUC %.4f", epoch, history[-1], score)
@@ -245,13 +262,19 @@ def _model_config(args: argparse.Namespace, **overrides: Any) -> TPGDNNConfig:
 
 
 def _train_ours(
-    args: argparse.Namespace, train: IntentSamples, val: IntentSamples, **overrides: Any
+    args: argparse.Namespace,
+    train: IntentSamples,
+    val: IntentSamples,
+    ctx: distributed.DistContext | None = None,
+    **overrides: Any,
 ) -> TPGDNN:
     torch.set_num_threads(max(1, int(args.threads)))
+    if getattr(args, "dropout", None) is not None:
+        overrides.setdefault("dropout", args.dropout)
     model = TPGDNN(_model_config(args, **overrides))
     fit_torch(
         model, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, max_seconds=60.0 * args.max_minutes,
+        seed=args.seed, max_seconds=60.0 * args.max_minutes, ctx=ctx,
     )  # fmt: skip
     return model
 
@@ -302,9 +325,18 @@ def train(args: argparse.Namespace) -> Path:
     events, sha = load_data(args)
     train_s, val_s, test_s = prepare(events, args)
     log.info("samples: train %d, val %d, test %d", len(train_s), len(val_s), len(test_s))
-    model = _train_ours(args, train_s, val_s)
-    ts = events["ts"].to_numpy()
-    return _write(args, model, train_s, val_s, test_s, sha, (int(ts.min()), int(ts.max())))
+    # Under torchrun: DistributedDataParallel over the ranks; only rank 0 writes the artifact.
+    ctx = distributed.setup(getattr(args, "device", "cpu"))
+    try:
+        torch.manual_seed(args.seed)  # same initial weights in single- and multi-process runs
+        model = _train_ours(args, train_s, val_s, ctx=ctx)
+        if not ctx.is_main:
+            return Path(args.artifacts)
+        model.cpu()  # ONNX export and the artifact are device-independent
+        ts = events["ts"].to_numpy()
+        return _write(args, model, train_s, val_s, test_s, sha, (int(ts.min()), int(ts.max())))
+    finally:
+        distributed.teardown(ctx)
 
 
 def train_demo(artifacts_root: Path, seed: int = 0) -> Path:
@@ -446,7 +478,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         ("tpg-dnn-no-uncertainty", {"use_uncertainty": False}),
     ):
         t0 = time.monotonic()
-        model = _train_ours(args, train_s, val_s, **overrides)
+        model = _train_ours(args, train_s, val_s, None, **overrides)
         record(name, partial(predict_torch, model))
         timings[name] = time.monotonic() - t0
         if name == "tpg-dnn":
