@@ -1,0 +1,95 @@
+"""Promotion-day item forecasts (DINOP): register a promotion, forecast items, BOP pairs.
+
+`POST /v1/promotions` registers a promotion day so that `POST /v1/sales` advances each
+item's pre-sale state as the periods arrive; `POST /v1/forecast/promotion-items` answers
+from those states (catching up from the stored sales history first, so a promotion
+registered late still sees every pre-sale period already ingested).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.deps import RegistryDep, StoreDep
+from service.api.routes.sales import SALES_INGEST_HOOKS
+from service.api.schemas.promotion import (
+    BuyThroughRequest,
+    BuyThroughResponse,
+    BuyThroughScore,
+    ItemForecast,
+    PromotionForecastRequest,
+    PromotionForecastResponse,
+    PromotionList,
+    PromotionRef,
+    PromotionRegisterResponse,
+)
+from service.servables.dinop import MODEL, SERVABLE, Promotion
+
+router = APIRouter(tags=["promotion"])
+
+if SERVABLE.on_sales not in SALES_INGEST_HOOKS:
+    SALES_INGEST_HOOKS.append(SERVABLE.on_sales)
+
+
+def _promotion(ref: PromotionRef) -> Promotion:
+    return Promotion(ref.type, ref.date)
+
+
+@router.post("/v1/promotions", response_model=PromotionRegisterResponse)
+async def register_promotion(
+    body: PromotionRef, registry: RegistryDep, store: StoreDep
+) -> PromotionRegisterResponse:
+    """Register a promotion day; its type must be one the loaded model was trained on."""
+    loaded = registry.get(MODEL)
+    tables = SERVABLE.tables(loaded)
+    promo = _promotion(body)
+    SERVABLE.check_promotion(tables, promo, "type")
+    await SERVABLE.register(store, promo)
+    return PromotionRegisterResponse(
+        key=promo.key,
+        promotion=body,
+        presale_periods=SERVABLE.presale_dates(tables, promo),
+        static_periods=SERVABLE.static_dates(tables, promo),
+    )
+
+
+@router.get("/v1/promotions", response_model=PromotionList)
+async def list_promotions(store: StoreDep) -> PromotionList:
+    promos = await SERVABLE.promotions(store)
+    return PromotionList(promotions=[PromotionRef(type=p.type, date=p.date) for p in promos])
+
+
+@router.post("/v1/forecast/promotion-items", response_model=PromotionForecastResponse)
+async def forecast_promotion_items(
+    body: PromotionForecastRequest, registry: RegistryDep, store: StoreDep
+) -> PromotionForecastResponse:
+    """GMV, best-seller probability, slot distribution and join-activity probability."""
+    loaded = registry.get(MODEL)
+    items = [(i.region, i.category) for i in body.items]
+    results, notes = await SERVABLE.forecast(
+        loaded, store, _promotion(body.promotion), items, body.activity
+    )
+    return PromotionForecastResponse(
+        model_version=loaded.version,
+        promotion=body.promotion,
+        items=[ItemForecast(**r) for r in results],
+        notes=notes,
+    )
+
+
+@router.post("/v1/forecast/buy-through-promotion", response_model=BuyThroughResponse)
+async def buy_through_promotion(
+    body: BuyThroughRequest, registry: RegistryDep, store: StoreDep
+) -> BuyThroughResponse:
+    """P(user buys the item through the promotion) for (user, item) pairs (BOP)."""
+    loaded = registry.get(MODEL)
+    pairs = [(p.user, p.region, p.category, p.user_features) for p in body.pairs]
+    probs = await SERVABLE.buy_through_promotion(loaded, store, _promotion(body.promotion), pairs)
+    return BuyThroughResponse(
+        model_version=loaded.version,
+        promotion=body.promotion,
+        scores=[
+            BuyThroughScore(user=p.user, region=p.region, category=p.category, probability=q)
+            for p, q in zip(body.pairs, probs, strict=True)
+        ],
+    )
