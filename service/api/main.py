@@ -160,14 +160,7 @@ async def drain(state: Any, timeout_s: float) -> int:
 
 def _include_routers(app: FastAPI) -> None:
     for module_name in ROUTERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # A listed module not written yet must not take the service down with it.
-            if exc.name != module_name:
-                raise
-            app_log.warning("router module missing", extra={"module": module_name})
-            continue
+        module = importlib.import_module(module_name)
         app.include_router(module.router, responses=ERROR_RESPONSES)
         # A router whose servable needs per-app wiring (load hooks, state updaters) exposes
         # `install(app)`; it runs once per app, before the lifespan loads any model.
