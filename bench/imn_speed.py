@@ -1,0 +1,239 @@
+"""IMN throughput: events applied per second and recommendation calls per second.
+
+Side by side in one process, against one real embedded Valkey and the same ONNX graphs:
+
+- ``events``: ours = `service.events.EventPipeline` (waves of distinct users/items, one
+  micro-batched ``update`` call per wave, pipelined reads, Lua compare-and-set writes,
+  idempotency keys) on batches of `--batch` events; naive = one read-modify-write per event
+  (read the user's and the item's state, one ONNX call, two plain writes: no CAS, no
+  idempotency). Latency is per POST-sized batch for ours and per event for naive.
+- ``recommend``: ours = `service.servables.imn.recommend` with `--concurrency` requests in
+  flight (the micro-batcher groups them into one ``score`` call); naive = one state read and
+  one ONNX call per request, one request at a time. Latency is per request.
+
+Run: ``python -m bench.imn_speed [--items N --events N --requests N]``. Writes
+``bench/results/speed-events-ingest.json`` and ``speed-recommend.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.common import latency_run, write_speed
+
+ACTIONS = ("browse", "browse", "browse", "collect", "cart", "purchase")
+
+
+def _train_artifact(root: Path, n_items: int, dim: int, seed: int) -> Path:
+    """A quickly trained IMN (1 epoch on random walks over `n_items` items)."""
+    from training.jobs.imn import add_arguments, prepare, train_prepared
+
+    rng = np.random.default_rng(seed)
+    n = max(n_items, 4000)  # every item once: the table is what the speed depends on
+    frame = pd.DataFrame(
+        {
+            "event_id": [f"b:{k}" for k in range(n)],
+            "user_id": [f"u{v}" for v in rng.integers(0, 500, n)],
+            "item_id": [f"i{v}" for v in rng.permutation(np.arange(n) % n_items)],
+            "category_id": "",
+            "action": rng.choice(ACTIONS, n),
+            "ts": 1_700_000_000 + np.sort(rng.integers(0, 86_400, n)),
+        }
+    )
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--epochs", "1", "--dim", str(dim), "--negatives", "32"])
+    args.seed, args.artifacts = seed, root
+    return train_prepared(prepare(frame, "0" * 64, "bench"), args)[0]
+
+
+def _events(prefix: str, n: int, n_users: int, n_items: int, seed: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    base = time.time() - 3600
+    return [
+        {
+            "event_id": f"{prefix}{k}",
+            "user_id": f"{prefix}u{rng.integers(n_users)}",
+            "item_id": f"i{rng.integers(n_items)}",
+            "action": str(rng.choice(ACTIONS)),
+            "timestamp": base + k * 0.01,
+        }
+        for k in range(n)
+    ]
+
+
+async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
+    from service.config import Settings
+    from service.events import EventPipeline
+    from service.runtime.registry import ModelRegistry
+    from service.servables.imn import MODEL, IMNUpdater, build_tables, recommend
+    from service.state.store import StateStore
+
+    settings = Settings(artifacts_dir=artifacts, redis_url=url, poll_interval_s=0)
+    registry = ModelRegistry(settings)
+
+    async def on_load(loaded: Any) -> None:
+        loaded.state[MODEL] = build_tables(loaded)
+
+    registry.add_load_hook(MODEL, on_load)
+    await registry.start()
+    store = await StateStore.connect(url)
+    loaded = registry.get(MODEL)
+    updater = IMNUpdater(registry)
+    pipeline = EventPipeline(store, updaters=[updater])
+    d = loaded.state[MODEL].dim
+
+    # ---- events: ours ------------------------------------------------------------------------
+    ours_events = _events("o", args.events, args.users, args.items, 1)
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    for start in range(0, len(ours_events), args.batch):
+        s = time.perf_counter()
+        result = await pipeline.process(ours_events[start : start + args.batch])
+        lat.append(time.perf_counter() - s)
+        assert result.count("applied") + result.count("duplicate") > 0
+    ours_run = latency_run("salecast-pipeline", lat, len(ours_events), time.perf_counter() - t0)
+
+    # ---- events: naive read-modify-write -----------------------------------------------------
+    from service.events import Event
+    from service.state import keys
+    from service.state.store import encode_vector
+
+    naive_events = _events("n", args.naive_events, args.users, args.items, 2)
+    u0, i0 = updater.initial_user_state(), updater.initial_item_state()
+    lat = []
+    t0 = time.perf_counter()
+    for k, raw in enumerate(naive_events):
+        s = time.perf_counter()
+        e = Event(
+            k, raw["event_id"], raw["user_id"], raw["item_id"], raw["action"], raw["timestamp"]
+        )
+        us, it = (
+            await store.get_states(MODEL, "user", [e.user_id]),
+            await store.get_states(MODEL, "item", [e.item_id]),
+        )
+        u = u0 if us[0] is None else us[0].vector
+        i = i0 if it[0] is None else it[0].vector
+        new_u, new_i = await updater.update(
+            [e],
+            u[None],
+            i[None],
+            np.asarray([e.ts if us[0] is None else us[0].ts]),
+            np.asarray([e.ts if it[0] is None else it[0].ts]),
+        )
+        await store.redis.hset(
+            keys.state(MODEL, "user", e.user_id),
+            mapping={"v": encode_vector(new_u[0]), "ts": e.ts, "eid": e.event_id},
+        )
+        await store.redis.hset(
+            keys.state(MODEL, "item", e.item_id),
+            mapping={"v": encode_vector(new_i[0]), "ts": e.ts, "eid": e.event_id},
+        )
+        lat.append(time.perf_counter() - s)
+    naive_run = latency_run(
+        "naive-read-modify-write", lat, len(naive_events), time.perf_counter() - t0
+    )
+    notes = (
+        f"2-core CPU, no GPU in this session (GPU numbers not measured). Item table "
+        f"{args.items} items x {2 * d} floats; {args.users} users; batches of {args.batch} "
+        "events for ours. Naive skips CAS and idempotency, so it does less work per event. "
+        "Measured while the shared machine ran other jobs: absolute numbers are low and noisy; "
+        "the ratio compares runs of the same process minutes apart."
+    )
+    write_speed(
+        "events-ingest",
+        [ours_run, naive_run],
+        "salecast-pipeline",
+        command=args.command,
+        notes=notes,
+    )
+
+    # ---- recommendations ---------------------------------------------------------------------
+    users = sorted({e["user_id"] for e in ours_events})
+    rng = np.random.default_rng(3)
+    asked = [users[j] for j in rng.integers(0, len(users), args.requests)]
+    lat = []
+
+    async def one(user: str) -> None:
+        s = time.perf_counter()
+        await recommend(loaded, store, user, 20)
+        lat.append(time.perf_counter() - s)
+
+    t0 = time.perf_counter()
+    for start in range(0, len(asked), args.concurrency):
+        await asyncio.gather(*(one(u) for u in asked[start : start + args.concurrency]))
+    ours_rec = latency_run("salecast-recommend", lat, len(asked), time.perf_counter() - t0)
+
+    lat = []
+    t_tab = loaded.state[MODEL]
+    t0 = time.perf_counter()
+    for user in asked[: args.naive_requests]:
+        s = time.perf_counter()
+        state = (await store.get_states(MODEL, "user", [user]))[0]
+        vec = state.vector if state is not None else t_tab.init_user
+        loaded.run_direct(
+            "score",
+            {
+                "user_state": vec[None, : 2 * d],
+                "user_index": t_tab.user_idx([user]),
+                "last_item": np.asarray([int(vec[2 * d])]),
+                "dt_user": np.asarray([1.0], dtype=np.float32),
+                "dt_limited": np.asarray([1.0 + float(vec[2 * d + 1])], dtype=np.float32),
+            },
+        )
+        lat.append(time.perf_counter() - s)
+    naive_rec = latency_run(
+        "naive-one-call-per-request",
+        lat,
+        min(len(asked), args.naive_requests),
+        time.perf_counter() - t0,
+    )
+    write_speed(
+        "recommend",
+        [ours_rec, naive_rec],
+        "salecast-recommend",
+        command=args.command,
+        notes=notes + f" {args.concurrency} requests in flight for ours; top-20.",
+    )
+    await store.close()
+    await registry.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--naive-events", type=int, default=3_000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--requests", type=int, default=4_000)
+    parser.add_argument("--naive-requests", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.command = "python -m bench.imn_speed " + shlex.join(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(1)
+    from service.state.embedded import EmbeddedRedis
+
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = Path(tmp) / "artifacts"
+        _train_artifact(artifacts, args.items, args.dim, args.seed)
+        with EmbeddedRedis(Path(tmp)) as server:
+            asyncio.run(_run(args, server.url, artifacts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,298 @@
+"""IMN-Net serving: the events pipeline's state updater and next-item recommendations.
+
+Two ONNX graphs per version (see `models/imn.py`): ``update`` (one event per row -> new user
+and item states) and ``score`` (a user's state -> top-k over the item table). No torch here.
+
+State in Redis (model name ``imn``, through `service.state.store.StateStore`):
+
+- user: ``[h_u^g (D), h_u^l (D), last item index, seconds from the last purchase to the
+  state's time]`` (float32, 2D + 2). Keeping the last item and the purchase clock in the
+  vector means a recommendation is one Redis read; the state's own ``ts`` is the time of the
+  user's last event.
+- item: ``h_i`` (D).
+
+Each replica holds the scoring table ``[h_i, i_bar]`` for every vocabulary item in memory,
+bound to the ``score`` graph as its shared input (on the GPU when there is one). It starts
+from the artifact's table, is overlaid with the item states in Redis when the version loads,
+is written through by this process's own updates (so a replica sees its own events at
+once on the CPU; with the table on the GPU, at the next re-bind, to avoid copying the whole
+table after every event) and is re-read from Redis every `REFRESH_S` seconds in the
+background (so it sees other replicas' events within that delay).
+
+NOTE: states are tied to the model version that wrote them (the last-item index refers to its
+vocabulary); a new version with another vocabulary should start from an empty state prefix.
+Items outside the vocabulary get states in Redis but cannot be recommended until a version
+that knows them is trained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.errors import InvalidInput, NotReady
+
+log = logging.getLogger(__name__)
+
+MODEL = "imn"
+REFRESH_S = 5.0
+ACTIONS: tuple[str, ...] = ("browse", "collect", "cart", "purchase")
+
+
+@dataclass
+class IMNTables:
+    """Per-version objects built by the load hook (stored in ``loaded.state``)."""
+
+    dim: int
+    k_max: int
+    items: list[str]  # index -> item id ("" = unknown)
+    item_index: dict[str, int]
+    user_index: dict[str, int]
+    table: np.ndarray  # [N, 2D] float32, bound as the score graph's shared input
+    popularity: np.ndarray  # [N] float64 counts (artifact + this process's events)
+    init_user: np.ndarray  # [2D + 2]
+    init_item: np.ndarray  # [D]
+    on_device: bool  # the bound copy lives on the GPU: in-place edits need a re-bind
+    refreshed_at: float = 0.0
+    refreshing: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def user_idx(self, user_ids: Sequence[str]) -> np.ndarray:
+        return np.asarray([self.user_index.get(u, 0) for u in user_ids], dtype=np.int64)
+
+    def item_idx(self, item_ids: Sequence[str]) -> np.ndarray:
+        return np.asarray([self.item_index.get(i, 0) for i in item_ids], dtype=np.int64)
+
+    def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices by count (stable: lower index first on ties), item 0 excluded."""
+        counts = self.popularity[1:]
+        order = np.argsort(-counts, kind="stable")[:k]
+        return order + 1, counts[order]
+
+
+def build_tables(loaded: Any) -> IMNTables:
+    """Read the artifact's files into an `IMNTables` and bind the table to the score graph."""
+    cfg = loaded.manifest.config
+    dim = int(cfg["embed_dim"])
+    items = list(loaded.manifest.vocabularies["items"])
+    users = list(loaded.manifest.vocabularies["users"])
+    table = np.load(loaded.path / "item_table.npy").astype(np.float32)
+    if table.shape != (len(items), 2 * dim):
+        raise NotReady(f"imn item table {table.shape} does not match the vocabulary")
+    init_user = np.concatenate(
+        [
+            np.load(loaded.path / "initial_user_state.npy").astype(np.float32),
+            np.zeros(2, np.float32),
+        ]
+    )
+    tables = IMNTables(
+        dim=dim,
+        k_max=int(min(cfg["top_k"], len(items) - 1)),
+        items=items,
+        item_index={item: i for i, item in enumerate(items) if i},
+        user_index={user: i for i, user in enumerate(users) if i},
+        table=np.ascontiguousarray(table),
+        popularity=np.load(loaded.path / "popularity.npy").astype(np.float64),
+        init_user=init_user,
+        init_item=np.load(loaded.path / "initial_item_state.npy").astype(np.float32),
+        on_device=bool(getattr(loaded.sessions.get("score"), "use_io_binding", False)),
+    )
+    loaded.set_shared_inputs("score", {"item_table": tables.table})
+    return tables
+
+
+def tables_of(loaded: Any) -> IMNTables:
+    tables = loaded.state.get(MODEL)
+    if tables is None:
+        raise NotReady("imn tables are not built for this version yet")
+    return tables
+
+
+async def refresh_from_store(loaded: Any, store: Any) -> int:
+    """Overlay the item states stored in Redis onto the in-memory table; returns rows set."""
+    tables = tables_of(loaded)
+    n = 0
+    async for item_id, state in store.scan_states(MODEL, "item"):
+        idx = tables.item_index.get(item_id)
+        if idx is not None and state.vector.shape == (tables.dim,):
+            tables.table[idx, : tables.dim] = state.vector
+            n += 1
+    tables.refreshed_at = time.monotonic()
+    if tables.on_device:
+        loaded.set_shared_inputs("score", {"item_table": tables.table})
+    return n
+
+
+class IMNUpdater:
+    """`service.events.StateUpdater` for IMN: one ``update`` graph call per wave."""
+
+    model = MODEL
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    def _tables(self) -> tuple[Any, IMNTables]:
+        loaded = self.registry.get(MODEL)
+        return loaded, tables_of(loaded)
+
+    # Widths follow the loaded version; the protocol declares plain attributes, so the
+    # setters exist only to satisfy it and refuse to change what the version defines.
+    @property
+    def user_dim(self) -> int:
+        return 2 * self._tables()[1].dim + 2
+
+    @user_dim.setter
+    def user_dim(self, value: int) -> None:
+        raise AttributeError("user_dim is defined by the loaded IMN version")
+
+    @property
+    def item_dim(self) -> int:
+        return self._tables()[1].dim
+
+    @item_dim.setter
+    def item_dim(self, value: int) -> None:
+        raise AttributeError("item_dim is defined by the loaded IMN version")
+
+    def initial_user_state(self) -> np.ndarray:
+        return self._tables()[1].init_user
+
+    def initial_item_state(self) -> np.ndarray:
+        return self._tables()[1].init_item
+
+    async def update(
+        self,
+        events: Sequence[Any],
+        user_states: np.ndarray,
+        item_states: np.ndarray,
+        user_prev_ts: np.ndarray,
+        item_prev_ts: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        loaded, t = self._tables()
+        d = t.dim
+        ts = np.asarray([e.ts for e in events], dtype=np.float64)
+        dt_user = np.maximum(ts - user_prev_ts, 0.0)
+        dt_purchase = dt_user + user_states[:, 2 * d + 1].astype(np.float64)
+        is_purchase = np.asarray([e.action == "purchase" for e in events], dtype=np.float32)
+        features = np.zeros((len(events), len(ACTIONS)), dtype=np.float32)
+        for row, e in enumerate(events):
+            if e.action in ACTIONS:
+                features[row, ACTIONS.index(e.action)] = 1.0
+        item_idx = t.item_idx([e.item_id for e in events])
+        out = await loaded.infer(
+            "update",
+            {
+                "user_state": user_states[:, : 2 * d],
+                "item_state": item_states,
+                "user_index": t.user_idx([e.user_id for e in events]),
+                "item_index": item_idx,
+                "dt_user": dt_user.astype(np.float32),
+                "dt_item": np.maximum(ts - item_prev_ts, 0.0).astype(np.float32),
+                "dt_purchase": dt_purchase.astype(np.float32),
+                "features": features,
+                "is_purchase": is_purchase,
+            },
+        )
+        new_user = np.empty((len(events), 2 * d + 2), dtype=np.float32)
+        new_user[:, : 2 * d] = out["new_user_state"]
+        new_user[:, 2 * d] = item_idx
+        new_user[:, 2 * d + 1] = np.where(is_purchase > 0, 0.0, dt_purchase)
+        new_item = np.asarray(out["new_item_state"], dtype=np.float32)
+        # Write-through: this replica ranks with its own events at once (see module doc).
+        known = item_idx > 0
+        t.table[item_idx[known], :d] = new_item[known]
+        np.add.at(t.popularity, item_idx[known], 1.0)
+        return new_user, new_item
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    items: list[tuple[str, float]]
+    fallback: bool
+    reason: str | None
+    version: str
+
+
+async def recommend(
+    loaded: Any, store: Any | None, user_id: str, k: int, at: float | None = None
+) -> Recommendation:
+    """Top-k next items for `user_id` at time `at` (default now), popularity if no state."""
+    t = tables_of(loaded)
+    if not 1 <= k <= t.k_max:
+        raise InvalidInput("k", f"must be between 1 and {t.k_max}")
+    now = time.time() if at is None else float(at)
+    if store is not None:
+        _maybe_refresh(loaded, store, t)
+    state = None
+    if store is not None:
+        state = (await store.get_states(MODEL, "user", [user_id]))[0]
+    d = t.dim
+    if state is None or state.vector.shape != (2 * d + 2,):
+        ids, counts = t.popular(k)
+        reason = "no state for this user" if state is None else "state from another model width"
+        return Recommendation(
+            [(t.items[i], float(c)) for i, c in zip(ids, counts, strict=True)],
+            True,
+            reason,
+            loaded.version,
+        )
+    vec = state.vector
+    dt_user = max(now - state.ts, 0.0)
+    last_item = int(vec[2 * d])
+    out = await loaded.infer(
+        "score",
+        {
+            "user_state": vec[None, : 2 * d],
+            "user_index": t.user_idx([user_id]),
+            "last_item": np.asarray([last_item if 0 <= last_item < len(t.items) else 0]),
+            "dt_user": np.asarray([dt_user], dtype=np.float32),
+            "dt_limited": np.asarray([dt_user + float(vec[2 * d + 1])], dtype=np.float32),
+        },
+    )
+    ids = out["item_ids"][0][:k]
+    scores = out["scores"][0][:k]
+    return Recommendation(
+        [(t.items[int(i)], float(s)) for i, s in zip(ids, scores, strict=True)],
+        False,
+        None,
+        loaded.version,
+    )
+
+
+def _maybe_refresh(loaded: Any, store: Any, t: IMNTables) -> None:
+    """Start a background re-read of the item states when the last one is `REFRESH_S` old."""
+    if t.refreshing is not None and not t.refreshing.done():
+        return
+    if time.monotonic() - t.refreshed_at < REFRESH_S:
+        return
+
+    async def run() -> None:
+        try:
+            await refresh_from_store(loaded, store)
+        except Exception as exc:  # a failed refresh keeps the current table; retried later
+            log.warning("imn item table refresh failed", extra={"reason": str(exc)})
+            t.refreshed_at = time.monotonic()
+
+    t.refreshing = asyncio.get_running_loop().create_task(run())
+
+
+def install(app: Any) -> None:
+    """Register the load hook (tables + shared input) and the events pipeline's updater."""
+    from service.events import register_updater
+
+    registry = app.state.registry
+
+    async def on_load(loaded: Any) -> None:
+        tables = build_tables(loaded)
+        loaded.state[MODEL] = tables
+        store = getattr(app.state, "store", None)
+        if store is not None:
+            n = await refresh_from_store(loaded, store)
+            log.info("imn item table loaded", extra={"from_redis": n, "items": len(tables.items)})
+
+    registry.add_load_hook(MODEL, on_load)
+    register_updater(IMNUpdater(registry))

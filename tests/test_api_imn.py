@@ -1,0 +1,122 @@
+"""IMN serving through the real app: /v1/events updates states, /v1/recommendations ranks.
+
+A tiny IMN artifact is trained in the test (planted item -> item + 1 walks); the app runs with
+the embedded Valkey and real ONNX Runtime sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_model_imn import _events
+from training.jobs.imn import add_arguments, prepare, train_prepared
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--epochs", "2", "--dim", "8", "--negatives", "16", "--top-k", "10"])
+    args.seed = 0
+    args.artifacts = tmp_path_factory.mktemp("artifacts")
+    prep = prepare(_events(n_users=20, n_items=30, per_user=12), "x" * 64, "test")
+    path, _, _ = train_prepared(prep, args, fresh_state=True)
+    return path
+
+
+@pytest.fixture
+def client(artifact: Path, clean_redis: str) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from service.api.main import create_app
+    from service.events import unregister_updater
+
+    app = create_app(artifacts_dir=artifact.parent.parent, redis_url=clean_redis, poll_interval_s=0)
+    try:
+        with TestClient(app) as c:
+            yield c
+    finally:
+        unregister_updater("imn")  # the updater registry is process-wide
+
+
+def _post(client: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
+    resp = client.post("/v1/events", json={"events": events})
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def test_artifact_has_both_graphs(artifact: Path) -> None:
+    import json
+
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert set(manifest["graphs"]) == {"update", "score"}
+    assert manifest["graphs"]["score"]["shared_inputs"] == ["item_table"]
+    assert (artifact / "item_table.npy").is_file()
+
+
+def test_cold_user_gets_flagged_popularity(client: Any) -> None:
+    resp = client.get("/v1/recommendations/nobody", params={"k": 5})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["fallback"] is True and body["fallback_reason"]
+    assert len(body["items"]) == 5
+
+
+def test_events_update_state_and_rank(client: Any, clean_redis: str) -> None:
+    import redis
+
+    t0 = 1_760_000_000
+    events = [
+        {
+            "event_id": f"e{n}",
+            "user_id": "u1",
+            "item_id": f"i{n}",
+            "action": "browse",
+            "timestamp": t0 + 60 * n,
+        }
+        for n in range(4)
+    ]
+    body = _post(client, events)
+    assert body["applied"] == 4, body["results"]
+    # a retry is acknowledged, not applied again; an older event than the state is rejected
+    again = _post(client, events[:1])
+    assert again["duplicate"] == 1 and again["applied"] == 0
+    stale = _post(
+        client,
+        [
+            {
+                "event_id": "old",
+                "user_id": "u1",
+                "item_id": "i9",
+                "action": "browse",
+                "timestamp": t0 - 10,
+            }
+        ],
+    )
+    assert stale["rejected"] == 1 and "stale" in stale["results"][0]["reason"]
+    raw = redis.Redis.from_url(clean_redis).hget("sc:{u:u1}:st:imn", "v")
+    assert raw is not None and len(np.frombuffer(raw, dtype="<f4")) == 2 * 8 + 2
+
+    resp = client.get("/v1/recommendations/u1", params={"k": 7, "at": t0 + 300})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["fallback"] is False and len(body["items"]) == 7
+    scores = [it["score"] for it in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_bad_k_is_422(client: Any) -> None:
+    resp = client.get("/v1/recommendations/u1", params={"k": 0})
+    assert resp.status_code == 422
+    assert "k" in resp.text
+    resp = client.get("/v1/recommendations/u1", params={"k": 10_000})
+    assert resp.status_code == 422
