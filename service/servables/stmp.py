@@ -1,0 +1,628 @@
+"""STMP serving: festival sales forecasts with intervals, from ingested region history.
+
+No torch here: the artifact ships two ONNX graphs (`forecast`, `encode`) and `tables.npz`
+(per-series scales and static features, the calendar's day types and target features for
+the training span plus a few years, the export-time task embeddings of every region and
+day type, and the last window of every series).
+
+Forecast of one region: every requested category is a series with its own last known
+period (training data, overlaid by ingested sales); the graph is called once per future
+period for all series still short of the end, the point forecast is appended to each
+series' window (a mean path), and the predictive samples of each period give the
+intervals. psi is sampled inside the graph; this module only supplies standard normal
+noise. NOTE: past the first period the intervals are conditional on the mean path, so they
+understate the uncertainty of long horizons; the evaluated coverage is one step ahead.
+
+Task representations: the SD-task (region, day type) uses the mean of the region's and the
+day type's pooled embeddings (as in training's evaluation). A region's embedding is
+refreshed when sales are ingested: the `encode` graph embeds the ingested periods as
+context instances and the pooled mean is blended with the export-time embedding by
+instance counts, then kept in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.errors import InvalidInput, NotFound
+
+MODEL = "stmp"
+DEFAULT_SAMPLES = 200  # predictive samples per period; fixed so the batcher can concatenate
+HISTORY_LIMIT = 400  # periods of history kept per region x category in Redis
+MAX_CONTEXT = 256  # ingested instances one refresh encodes
+
+
+class SalesHistory(Protocol):
+    """What the servable needs from the state store (see `service.api.routes.sales`)."""
+
+    async def sales_history(
+        self, region: str, categories: Sequence[str]
+    ) -> dict[str, dict[str, float]]: ...
+
+    async def external_history(
+        self, region: str, factors: Sequence[str] = ()
+    ) -> dict[str, dict[str, float]]: ...
+
+    async def get_task(self, region: str) -> tuple[np.ndarray, float] | None: ...
+
+    async def set_task(self, region: str, vector: np.ndarray, weight: float) -> None: ...
+
+
+class Loaded(Protocol):
+    """The slice of `service.runtime.registry.LoadedModel` used here."""
+
+    version: str
+    path: Path
+    manifest: Any
+
+    async def infer(
+        self, graph: str, inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class STMPTables:
+    """Everything per version that is not per request; loaded once per artifact version."""
+
+    version: str
+    frequency: str
+    period: int  # days per step
+    window: int
+    regions: list[str]
+    categories: list[str]
+    day_types: list[str]
+    series: dict[tuple[str, str], int]
+    scale: np.ndarray  # [N]
+    static: np.ndarray  # [N, S]
+    series_category: np.ndarray  # [N]
+    series_region: np.ndarray  # [N]
+    region_task: np.ndarray  # [R, E] (NaN rows: no context)
+    region_task_count: np.ndarray  # [R]
+    day_type_task: np.ndarray  # [J, E]
+    calendar_start: dt.date
+    calendar_day_type: np.ndarray  # [Tc]
+    calendar_feats: np.ndarray  # [Tc, G]
+    history: np.ndarray  # [N, W, F] last window of the training data
+    history_end_step: int  # calendar step of the last training period
+    ext_columns: list[str]
+    ext_mean: np.ndarray
+    ext_std: np.ndarray
+    psi_dim: int
+    samples: int
+    region_index: dict[str, int] = field(default_factory=dict)
+    category_index: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, manifest: Any, version: str) -> STMPTables:
+        cfg = manifest.config
+        arrays = np.load(Path(path) / "tables.npz")
+        vocab = manifest.vocabularies
+        regions, categories = list(vocab["region"]), list(vocab["category"])
+        series_region = arrays["series_region"]
+        series_category = arrays["series_category"]
+        series = {
+            (regions[int(r)], categories[int(c)]): i
+            for i, (r, c) in enumerate(zip(series_region, series_category, strict=False))
+        }
+        start = dt.date.fromisoformat(cfg["calendar_start"][:10])
+        period = 7 if cfg["frequency"] == "W" else 1
+        end = dt.date.fromisoformat(cfg["history_end"][:10])
+        ext = manifest.normalisation.get("external") or {}
+        cols = list(manifest.normalisation.get("external_columns", []))
+        return cls(
+            version=version,
+            frequency=cfg["frequency"],
+            period=period,
+            window=int(cfg["window"]),
+            regions=regions,
+            categories=categories,
+            day_types=list(vocab["day_type"]),
+            series=series,
+            scale=arrays["scale"].astype(np.float64),
+            static=arrays["static"].astype(np.float32),
+            series_category=series_category.astype(np.int64),
+            series_region=series_region.astype(np.int64),
+            region_task=arrays["region_task"].astype(np.float32),
+            region_task_count=arrays["region_task_count"].astype(np.float64),
+            day_type_task=arrays["day_type_task"].astype(np.float32),
+            calendar_start=start,
+            calendar_day_type=arrays["calendar_day_type"].astype(np.int64),
+            calendar_feats=arrays["calendar_feats"].astype(np.float32),
+            history=arrays["history"].astype(np.float32),
+            history_end_step=(end - start).days // period,
+            ext_columns=cols,
+            ext_mean=np.asarray(ext.get("mean", [0.0] * len(cols)), dtype=np.float64),
+            ext_std=np.asarray(ext.get("std", [1.0] * len(cols)), dtype=np.float64),
+            psi_dim=int(cfg["model"]["psi_dim"]),
+            samples=int(cfg.get("samples", DEFAULT_SAMPLES)),
+            region_index={r: i for i, r in enumerate(regions)},
+            category_index={c: i for i, c in enumerate(categories)},
+        )
+
+    # ---- calendar ---------------------------------------------------------------------
+    def step_of(self, date: dt.date) -> int | None:
+        """Calendar step of a period date; None when the date is not on the period grid."""
+        days = (date - self.calendar_start).days
+        if days % self.period:
+            return None
+        step = days // self.period
+        return step if 0 <= step < len(self.calendar_day_type) else None
+
+    def date_of(self, step: int) -> dt.date:
+        return self.calendar_start + dt.timedelta(days=step * self.period)
+
+    def day_type_of(self, step: int) -> str:
+        return self.day_types[int(self.calendar_day_type[step])]
+
+    def festival(self, step: int) -> float:
+        return float(self.calendar_day_type[step] != 0)
+
+
+def _combine_task(region: np.ndarray, day_type: np.ndarray) -> np.ndarray:
+    """Mean of the views that have context (NaN rows have none); zeros when neither has."""
+    both = np.stack([region, day_type])  # [2, B, E]
+    present = ~np.isnan(both[:, :, 0])
+    count = present.sum(0)[:, None]
+    total = np.nansum(both, axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)
+
+
+@dataclass
+class SeriesState:
+    """One series' recent dynamic rows by calendar step, and where its history ends."""
+
+    rows: dict[int, np.ndarray]
+    last: int
+
+
+class STMPServable:
+    """Request logic of `/v1/forecast/festival` and the STMP part of `/v1/sales`."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._tables: dict[str, STMPTables] = {}
+        self._rng = np.random.default_rng(seed)
+
+    def tables(self, loaded: Loaded) -> STMPTables:
+        key = str(loaded.path)
+        if key not in self._tables:
+            self._tables[key] = STMPTables.load(loaded.path, loaded.manifest, loaded.version)
+            # Versions come and go; keep the newest few only.
+            while len(self._tables) > 3:
+                self._tables.pop(next(iter(self._tables)))
+        return self._tables[key]
+
+    # ---- history --------------------------------------------------------------------
+    def _ext_rows(
+        self, tb: STMPTables, ext_raw: Mapping[str, Mapping[str, float]]
+    ) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        for date_s, values in ext_raw.items():
+            step = tb.step_of(dt.date.fromisoformat(date_s))
+            if step is None or not tb.ext_columns:
+                continue
+            raw = np.array([values.get(c, np.nan) for c in tb.ext_columns], dtype=np.float64)
+            z = (raw - tb.ext_mean) / tb.ext_std
+            out[step] = z  # NaN where this period did not report the factor
+        return out
+
+    def series_states(
+        self,
+        tb: STMPTables,
+        series_ids: Sequence[int],
+        sales: Mapping[str, Mapping[str, float]],
+        ext_raw: Mapping[str, Mapping[str, float]],
+    ) -> list[SeriesState]:
+        """Training tail overlaid by ingested sales, as dynamic feature rows per step."""
+        n_ext = len(tb.ext_columns)
+        ext_rows = self._ext_rows(tb, ext_raw)
+        states = []
+        for n in series_ids:
+            rows: dict[int, np.ndarray] = {}
+            first = tb.history_end_step - tb.window + 1
+            for i in range(tb.window):
+                rows[first + i] = tb.history[n, i].copy()
+            category = tb.categories[int(tb.series_category[n])]
+            for date_s, value in sales.get(category, {}).items():
+                step = tb.step_of(dt.date.fromisoformat(date_s))
+                if step is None:
+                    continue
+                # A corrected figure inside the training tail keeps that period's factors.
+                row = (
+                    rows[step].copy()
+                    if step in rows
+                    else np.zeros(tb.history.shape[2], dtype=np.float32)
+                )
+                row[0] = value / tb.scale[n]
+                row[1] = 1.0
+                row[-1] = tb.festival(step)
+                rows[step] = row
+            last = max(rows)
+            # External factors: the ingested ones where given, else carried forward.
+            carry = rows[first + tb.window - 1][2 : 2 + n_ext].copy()
+            for step in sorted(rows):
+                if step in ext_rows:
+                    z = ext_rows[step]
+                    carry = np.where(np.isnan(z), carry, z).astype(np.float32)
+                if step > tb.history_end_step:
+                    rows[step][2 : 2 + n_ext] = carry
+            states.append(SeriesState(rows=rows, last=last))
+        return states
+
+    @staticmethod
+    def window_of(tb: STMPTables, state: SeriesState, step: int) -> np.ndarray:
+        """[W, F] rows for steps step-W .. step-1; a gap is a period without sales."""
+        n_feat = tb.history.shape[2]
+        out = np.zeros((tb.window, n_feat), dtype=np.float32)
+        latest = state.rows[max(state.rows)]
+        for i, s in enumerate(range(step - tb.window, step)):
+            row = state.rows.get(s)
+            if row is None:
+                row = np.zeros(n_feat, dtype=np.float32)
+                row[1] = 1.0
+                row[2:-1] = latest[2:-1]
+                row[-1] = tb.festival(s) if 0 <= s < len(tb.calendar_day_type) else 0.0
+            out[i] = row
+        return out
+
+    # ---- forecast ---------------------------------------------------------------------
+    def resolve_categories(
+        self, tb: STMPTables, region: str, categories: Sequence[str] | None
+    ) -> list[int]:
+        if region not in tb.region_index:
+            raise NotFound("region", region)
+        wanted = list(categories) if categories else tb.categories
+        ids = []
+        for i, category in enumerate(wanted):
+            n = tb.series.get((region, category))
+            if n is None:
+                if category not in tb.category_index:
+                    raise InvalidInput(f"categories.{i}", f"unknown category {category!r}")
+                if categories:
+                    raise InvalidInput(
+                        f"categories.{i}", f"region {region!r} has no history for {category!r}"
+                    )
+                continue
+            ids.append(n)
+        return ids
+
+    def resolve_steps(
+        self,
+        tb: STMPTables,
+        origin: int,
+        start: dt.date | None,
+        end: dt.date | None,
+        day_type: str | None,
+    ) -> tuple[int, int]:
+        """First and last calendar step to return."""
+        max_steps = 2 * (52 if tb.frequency == "W" else 364)
+        if day_type is not None:
+            if day_type not in tb.day_types:
+                raise InvalidInput(
+                    "day_type", f"unknown day type; known: {', '.join(tb.day_types)}"
+                )
+            j = tb.day_types.index(day_type)
+            future = np.nonzero(tb.calendar_day_type[origin + 1 :] == j)[0]
+            if not len(future):
+                raise InvalidInput("day_type", "no occurrence inside the model's calendar")
+            first = origin + 1 + int(future[0])
+            # A multi-period festival (consecutive days): forecast all of it.
+            last = first
+            while last + 1 < len(tb.calendar_day_type) and tb.calendar_day_type[last + 1] == j:
+                last += 1
+            return first, last
+        assert start is not None
+        end = end or start
+        days_from = (start - tb.calendar_start).days
+        days_to = (end - tb.calendar_start).days
+        first = max(-(-days_from // tb.period), 0)
+        last = min(days_to // tb.period, len(tb.calendar_day_type) - 1)
+        if first > last:
+            raise InvalidInput(
+                "start",
+                f"no period date between start and end inside the model's calendar "
+                f"({tb.date_of(0)} .. {tb.date_of(len(tb.calendar_day_type) - 1)}, "
+                f"every {tb.period} day(s))",
+            )
+        if last <= origin:
+            raise InvalidInput(
+                "end", f"the range lies inside known history (known up to {tb.date_of(origin)})"
+            )
+        if last - origin > max_steps:
+            raise InvalidInput(
+                "end",
+                f"more than {max_steps} periods past the known history ({tb.date_of(origin)})",
+            )
+        return max(first, origin + 1), last
+
+    async def forecast(
+        self,
+        loaded: Loaded,
+        history: SalesHistory,
+        region: str,
+        start: dt.date | None,
+        end: dt.date | None,
+        day_type: str | None,
+        categories: Sequence[str] | None,
+    ) -> dict[str, Any]:
+        tb = self.tables(loaded)
+        ids = self.resolve_categories(tb, region, categories)
+        if not ids:
+            raise NotFound("history for region", region)
+        names = [tb.categories[int(tb.series_category[n])] for n in ids]
+        sales, ext_raw, task = await asyncio.gather(
+            history.sales_history(region, names),
+            history.external_history(region, tb.ext_columns),
+            history.get_task(region),
+        )
+        states = self.series_states(tb, ids, sales, ext_raw)
+        origin = max(s.last for s in states)
+        first, last = self.resolve_steps(tb, origin, start, end, day_type)
+        region_vec = tb.region_task[tb.region_index[region]]
+        if task is not None:
+            region_vec = task[0]
+        out = await self.rollout(loaded, tb, ids, states, region_vec, first, last)
+        return {
+            "region": region,
+            "model_version": tb.version,
+            "frequency": tb.frequency,
+            "history_end": tb.date_of(origin),
+            "samples": tb.samples,
+            "forecasts": [
+                {"category": name, "periods": periods}
+                for name, periods in zip(names, out, strict=False)
+            ],
+        }
+
+    async def rollout(
+        self,
+        loaded: Loaded,
+        tb: STMPTables,
+        ids: Sequence[int],
+        states: list[SeriesState],
+        region_vec: np.ndarray,
+        first: int,
+        last: int,
+    ) -> list[list[dict[str, Any]]]:
+        """Recursive one-step forecasts from each series' last known step to `last`."""
+        results: list[list[dict[str, Any]]] = [[] for _ in ids]
+        next_step = [s.last + 1 for s in states]
+        n_feat = tb.history.shape[2]
+        while True:
+            active = [i for i, step in enumerate(next_step) if step <= last]
+            if not active:
+                break
+            steps = np.array([next_step[i] for i in active])
+            series = np.array([ids[i] for i in active])
+            hist = np.stack([self.window_of(tb, states[i], next_step[i]) for i in active])
+            b = len(active)
+            task = _combine_task(
+                np.broadcast_to(region_vec, (b, region_vec.shape[0])),
+                tb.day_type_task[tb.calendar_day_type[steps]],
+            )
+            inputs = {
+                "hist": hist,
+                "static": tb.static[series],
+                "category": tb.series_category[series],
+                "target": tb.calendar_feats[steps],
+                "task": task,
+                "noise": self._rng.standard_normal((b, tb.samples, tb.psi_dim)).astype(np.float32),
+                "obs_noise": self._rng.standard_normal((b, tb.samples)).astype(np.float32),
+            }
+            out = await loaded.infer("forecast", inputs)
+            point, samples = out["point"], out["samples"]
+            q = quantiles(samples, (0.025, 0.10, 0.90, 0.975))  # [4, B]
+            scale = tb.scale[series]
+            for k, i in enumerate(active):
+                step = next_step[i]
+                row = np.zeros(n_feat, dtype=np.float32)
+                row[0] = point[k]
+                row[1] = 1.0
+                row[2:-1] = states[i].rows[max(states[i].rows)][2:-1]
+                row[-1] = tb.festival(step)
+                states[i].rows[step] = row
+                if step >= first:
+                    s = float(scale[k])
+                    results[i].append(
+                        {
+                            "date": tb.date_of(step),
+                            "day_type": tb.day_type_of(step),
+                            "mean": float(point[k]) * s,
+                            "interval_80": {
+                                "lower": float(q[1, k]) * s,
+                                "upper": float(q[2, k]) * s,
+                            },
+                            "interval_95": {
+                                "lower": float(q[0, k]) * s,
+                                "upper": float(q[3, k]) * s,
+                            },
+                        }
+                    )
+                next_step[i] = step + 1
+        return results
+
+    # ---- ingestion ------------------------------------------------------------------
+    def check_record(self, tb: STMPTables, date: dt.date) -> str | None:
+        """Why a record cannot be used by this model (None when it can)."""
+        if tb.step_of(date) is None:
+            return (
+                f"not a period date of the model's calendar (every {tb.period} day(s) from "
+                f"{tb.calendar_start}, until {tb.date_of(len(tb.calendar_day_type) - 1)})"
+            )
+        return None
+
+    async def refresh_region(self, loaded: Loaded, history: SalesHistory, region: str) -> bool:
+        """Re-pool the region's task embedding with its ingested periods as context."""
+        tb = self.tables(loaded)
+        if region not in tb.region_index:
+            return False
+        ids = [n for (r, _), n in tb.series.items() if r == region]
+        names = [tb.categories[int(tb.series_category[n])] for n in ids]
+        sales, ext_raw = await asyncio.gather(
+            history.sales_history(region, names), history.external_history(region, tb.ext_columns)
+        )
+        states = self.series_states(tb, ids, sales, ext_raw)
+        pairs: list[tuple[int, int]] = []
+        for k, (_n, name) in enumerate(zip(ids, names, strict=False)):
+            for date_s in sales.get(name, {}):
+                step = tb.step_of(dt.date.fromisoformat(date_s))
+                if step is not None and step > tb.history_end_step:
+                    pairs.append((k, step))
+        if not pairs:
+            return False
+        if len(pairs) > MAX_CONTEXT:
+            pairs = sorted(pairs, key=lambda p: p[1])[-MAX_CONTEXT:]
+        hist = np.stack([self.window_of(tb, states[k], step) for k, step in pairs])
+        series = np.array([ids[k] for k, _ in pairs])
+        steps = np.array([step for _, step in pairs])
+        y = np.array([states[k].rows[step][0] for k, step in pairs], dtype=np.float32)
+        out = await loaded.infer(
+            "encode",
+            {
+                "hist": hist,
+                "static": tb.static[series],
+                "category": tb.series_category[series],
+                "target": tb.calendar_feats[steps],
+                "y": y,
+            },
+        )
+        fresh = out["embedding"].mean(0)
+        r = tb.region_index[region]
+        base, weight = tb.region_task[r], float(tb.region_task_count[r])
+        if np.isnan(base).any() or weight <= 0:
+            vector = fresh
+        else:
+            vector = (base * weight + fresh * len(pairs)) / (weight + len(pairs))
+        await history.set_task(region, vector.astype(np.float32), weight + len(pairs))
+        return True
+
+
+def quantiles(samples: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Row-wise quantiles [len(levels), B] of `samples` [B, K], linear interpolation as
+    numpy's default; one sort serves all levels (np.percentile re-partitions per level)."""
+    ordered = np.sort(samples, axis=1)
+    k = ordered.shape[1]
+    out = np.empty((len(levels), ordered.shape[0]), dtype=np.float64)
+    for i, level in enumerate(levels):
+        pos = level * (k - 1)
+        lo = int(np.floor(pos))
+        hi = min(lo + 1, k - 1)
+        frac = pos - lo
+        out[i] = ordered[:, lo] * (1 - frac) + ordered[:, hi] * frac
+    return out
+
+
+def unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+# ---- sales history in the state store ----------------------------------------------------------
+# Layout (service.state.keys): `sc:{r:<region>}:h:sales:<category>` holds ISO date -> [sales]
+# and `sc:{r:<region>}:h:ext:<factor>` ISO date -> [value], both bounded by the store's
+# `history_append.lua`; any model that forecasts from sales (DINOP too) reads the same rows.
+# STMP's refreshed task embedding is `sc:{r:<region>}:stmp:task:<version>` (a version's
+# embedding space is its own, so a new version starts from its export-time table).
+SALES_PREFIX = "sales:"
+EXT_PREFIX = "ext:"
+
+
+def sales_history_name(category: str) -> str:
+    return SALES_PREFIX + category
+
+
+def external_history_name(factor: str) -> str:
+    return EXT_PREFIX + factor
+
+
+class StoreSalesHistory:
+    """`SalesHistory` over `service.state.store.StateStore`'s bounded region histories."""
+
+    def __init__(self, store: Any, version: str = "", limit: int = HISTORY_LIMIT) -> None:
+        self.store = store
+        self.version = version
+        self.limit = limit
+
+    def _task_key(self, region: str) -> str:
+        from service.state import keys
+
+        return f"{keys.PREFIX}:{keys.region_tag(region)}:stmp:task:{keys.escape(self.version)}"
+
+    async def append(
+        self,
+        region: str,
+        sales: Mapping[str, Mapping[str, float]],
+        external: Mapping[str, Mapping[str, float]],
+    ) -> None:
+        """`sales`: category -> {ISO date: value}; `external`: ISO date -> {factor: value}."""
+        calls = [
+            self.store.append_history(
+                region,
+                sales_history_name(category),
+                [(date_s, [value]) for date_s, value in sorted(values.items())],
+                self.limit,
+            )
+            for category, values in sales.items()
+        ]
+        by_factor: dict[str, list[tuple[str, list[float]]]] = {}
+        for date_s, values in external.items():
+            for factor, value in values.items():
+                by_factor.setdefault(factor, []).append((date_s, [value]))
+        calls += [
+            self.store.append_history(region, external_history_name(f), rows, self.limit)
+            for f, rows in by_factor.items()
+        ]
+        await asyncio.gather(*calls)
+
+    async def sales_history(
+        self, region: str, categories: Sequence[str]
+    ) -> dict[str, dict[str, float]]:
+        rows = await asyncio.gather(
+            *(self.store.read_history(region, sales_history_name(c)) for c in categories)
+        )
+        return {
+            category: {date_s: float(v[0]) for date_s, v in found}
+            for category, found in zip(categories, rows, strict=True)
+            if found
+        }
+
+    async def external_history(
+        self, region: str, factors: Sequence[str] = ()
+    ) -> dict[str, dict[str, float]]:
+        rows = await asyncio.gather(
+            *(self.store.read_history(region, external_history_name(f)) for f in factors)
+        )
+        out: dict[str, dict[str, float]] = {}
+        for factor, found in zip(factors, rows, strict=True):
+            for date_s, v in found:
+                out.setdefault(date_s, {})[factor] = float(v[0])
+        return out
+
+    async def get_task(self, region: str) -> tuple[np.ndarray, float] | None:
+        from service.state.store import decode_vector
+
+        raw = await self.store._timed(
+            "stmp_task", self.store.redis.hmget(self._task_key(region), ["v", "weight"])
+        )
+        if not raw or raw[0] is None or raw[1] is None:
+            return None
+        weight = raw[1].decode() if isinstance(raw[1], bytes) else raw[1]
+        return decode_vector(raw[0]), float(weight)
+
+    async def set_task(self, region: str, vector: np.ndarray, weight: float) -> None:
+        from service.state.store import encode_vector
+
+        await self.store._timed(
+            "stmp_task",
+            self.store.redis.hset(
+                self._task_key(region), mapping={"v": encode_vector(vector), "weight": weight}
+            ),
+        )
+
+
+SERVABLE = STMPServable()  # one per process; caches each version's tables

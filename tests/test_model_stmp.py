@@ -1,0 +1,198 @@
+"""STMP: shapes, loss goes down on tiny synthetic data, ONNX parity, job end to end."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+from models.stmp import STMP, STMPConfig
+from training.features.stmp import build_panel, festival_occurrence, gather, instances
+from training.schemas import ImportReport, SalesData
+
+torch.set_num_threads(1)
+
+
+def tiny_sales(seed: int = 0, regions: int = 3, categories: int = 3, weeks: int = 130) -> SalesData:
+    """Weekly sales with a yearly festival surge that differs by region."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2010-02-05", periods=weeks, freq="7D")
+    rows = []
+    for r in range(regions):
+        for c in range(categories):
+            level = 100.0 * (1 + r) * (1 + 0.5 * c)
+            for i, date in enumerate(dates):
+                fest = "thanksgiving" if (date.month == 11 and 22 <= date.day <= 28) else "ordinary"
+                surge = (1.0 + 0.5 * r) if fest != "ordinary" else 0.0
+                value = level * (1 + 0.2 * np.sin(2 * np.pi * i / 52) + surge)
+                rows.append(
+                    {
+                        "region": f"s{r}",
+                        "category": f"d{c}",
+                        "date": date,
+                        "sales": value + rng.normal(0, 5),
+                        "day_type": fest,
+                        "temp": float(rng.normal(60, 10)),
+                    }
+                )
+    sales = pd.DataFrame(rows)
+    static = pd.DataFrame(
+        {"region": [f"s{r}" for r in range(regions)], "size": [1.0, 2.0, 3.0][:regions]}
+    )
+    return SalesData(
+        sales=sales,
+        static=static,
+        frequency="W",
+        external_columns=["temp"],
+        static_columns=["size"],
+        report=ImportReport("tiny"),
+        sha256="0" * 64,
+    )
+
+
+def small_config(**kw: bool) -> STMPConfig:
+    return STMPConfig(
+        n_dynamic=4,
+        n_static=2,
+        n_target=5,
+        n_categories=3,
+        skips=(1, 4, 13),
+        skip_steps=(4, 2, 1),
+        ar_window=8,
+        hidden=8,
+        embed=16,
+        psi_dim=4,
+        n_samples=4,
+        use_ar=kw.get("use_ar", True),
+        use_skip=kw.get("use_skip", True),
+        use_meta=kw.get("use_meta", True),
+        use_vi=kw.get("use_vi", True),
+    )
+
+
+def task_batch(
+    cfg: STMPConfig, tasks: int = 3, ctx: int = 4, qry: int = 5
+) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    out: dict[str, torch.Tensor] = {}
+    for p, n in (("ctx", ctx), ("qry", qry)):
+        out[f"{p}_hist"] = torch.randn(tasks, n, cfg.window, cfg.n_dynamic, generator=g)
+        out[f"{p}_static"] = torch.randn(tasks, n, cfg.n_static, generator=g)
+        out[f"{p}_category"] = torch.randint(0, cfg.n_categories, (tasks, n), generator=g)
+        out[f"{p}_target"] = torch.randn(tasks, n, cfg.n_target, generator=g)
+        out[f"{p}_y"] = out[f"{p}_hist"][..., -1, 0] * 0.5 + 1.0
+        out[f"{p}_mask"] = torch.ones(tasks, n)
+    return out
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        small_config().__class__(
+            n_dynamic=1, n_static=0, n_target=0, n_categories=1, skips=(2,), skip_steps=(1,)
+        )
+    cfg = small_config()
+    assert cfg.window == 13
+    assert STMPConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "switches", [{}, {"use_ar": False}, {"use_skip": False}, {"use_meta": False}, {"use_vi": False}]
+)
+def test_shapes_and_loss_decreases(switches: dict[str, bool]) -> None:
+    torch.manual_seed(0)
+    cfg = small_config(**switches)
+    model = STMP(cfg)
+    batch = task_batch(cfg)
+    ex = model.example_inputs(batch=5, k=7)
+    point, samples, std = model.forecast(*ex.values())
+    assert point.shape == (5,) and samples.shape == (5, 7) and std.shape == (5,)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(model.calculate_loss(batch))
+    for _ in range(60):
+        loss = model.calculate_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(model.calculate_loss(batch)) < first
+
+
+def test_onnx_parity(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = STMP(small_config())
+    graphs = model.export_graphs(tmp_path)
+    model.eval()
+    # A batch size and sample count different from the export's example.
+    ex = model.example_inputs(batch=6, k=9)
+    with torch.no_grad():
+        ref = model.forecast(*ex.values())
+    sess = ort.InferenceSession(str(graphs["forecast"]), providers=["CPUExecutionProvider"])
+    got = sess.run(["point", "samples", "std"], {k: v.numpy() for k, v in ex.items()})
+    for a, b in zip(got, ref, strict=False):
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-4)
+    enc = ort.InferenceSession(str(graphs["encode"]), providers=["CPUExecutionProvider"])
+    y = torch.randn(6)
+    with torch.no_grad():
+        ref_e = model.encode_instances(ex["hist"], ex["static"], ex["category"], ex["target"], y)
+    got_e = enc.run(
+        None,
+        {
+            "hist": ex["hist"].numpy(),
+            "static": ex["static"].numpy(),
+            "category": ex["category"].numpy(),
+            "target": ex["target"].numpy(),
+            "y": y.numpy(),
+        },
+    )[0]
+    np.testing.assert_allclose(got_e, ref_e.numpy(), atol=1e-4)
+
+
+def test_panel_features() -> None:
+    panel = build_panel(tiny_sales())
+    assert panel.n_series == 9 and panel.frequency == "W"
+    assert panel.day_types[0] == "ordinary" and "thanksgiving" in panel.day_types
+    assert panel.train_end == panel.n_steps - 52
+    # The calendar runs past the data and projects the festival a year ahead.
+    future = panel.calendar_day_type[panel.n_steps :]
+    assert (future == panel.day_types.index("thanksgiving")).any()
+    n_idx, t_idx = instances(panel, 16, 0, panel.train_end)
+    assert t_idx.min() >= 16 and t_idx.max() < panel.train_end
+    inputs = gather(panel, n_idx[:4], t_idx[:4], 52)
+    assert inputs["hist"].shape == (4, 52, panel.dynamic.shape[2])
+    occ = festival_occurrence(panel)
+    fest_steps = np.nonzero(panel.day_type_idx)[0]
+    assert list(occ[fest_steps]) == list(range(len(fest_steps)))
+
+
+def test_job_train_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.runtime.manifest import read_manifest
+    from training.jobs import stmp as job
+
+    monkeypatch.setattr(job, "load_data", lambda args: (tiny_sales(), "tiny"))
+    args = argparse.Namespace(
+        data=[],
+        format="tiny",
+        seed=0,
+        artifacts=tmp_path,
+        steps=20,
+        tasks=2,
+        context=4,
+        query=4,
+        view_steps=5,
+        lr=3e-3,
+        hidden=8,
+        embed=16,
+        psi_dim=4,
+        eval_samples=20,
+        holdout="year",
+    )
+    version_dir = job.train(args)
+    manifest = read_manifest(version_dir)
+    assert set(manifest.graphs) == {"forecast", "encode"}
+    assert "coverage@80" in manifest.metrics["validation"]
+    tables = np.load(version_dir / "tables.npz")
+    assert tables["region_task"].shape == (3, 16)
