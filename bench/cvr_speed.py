@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         write_speed(
-            "cvr",
+            "cvr-score",
             [batched, naive],
             ours="metacvr-batched",
             command=shlex.join(["python", "-m", "bench.cvr_speed", *sys.argv[1:]]),

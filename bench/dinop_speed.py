@@ -154,7 +154,7 @@ def main() -> None:
     for run in runs[1:]:
         print(f"dinop-from-state / {run['name']}: {mine / run['throughput_per_s']:.2f}x")
     write_speed(
-        "dinop",
+        "promotion-items",
         runs,
         "dinop-from-state",
         notes=(

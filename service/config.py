@@ -9,6 +9,7 @@ this class (`settings_table_markdown()`); the table can then never drift from th
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,3 +139,9 @@ def settings_table_markdown() -> str:
         description = (field.description or "").replace("|", "\\|")
         lines.append(f"| {env_name(name)} | {_default_text(field.default)} | {description} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    # `python -m service.config` prints the README's configuration table, so the README
+    # is regenerated from the code rather than edited by hand.
+    sys.stdout.write(settings_table_markdown())

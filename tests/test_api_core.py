@@ -257,6 +257,13 @@ def test_settings_from_environment_and_table(monkeypatch: pytest.MonkeyPatch) ->
     assert "`REDIS_URL`" in table and table.count("\n") == len(Settings.model_fields) + 2
 
 
+def test_readme_configuration_table_is_current() -> None:
+    # The README's table is `python -m service.config` output; a new or changed setting
+    # must be regenerated there, or newcomers read stale defaults.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert settings_table_markdown() in readme
+
+
 def test_logs_are_json_lines_with_the_request_id(client: TestClient) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

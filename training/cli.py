@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from service.errors import SalecastError
-from training.jobs import JOBS, job_available, load_job
+from training.jobs import JOBS, load_job
 
 DEFAULT_ARTIFACTS = os.environ.get("SALECAST_ARTIFACTS_DIR", "artifacts")
 
@@ -45,7 +45,7 @@ def build_parser(with_jobs: bool = True) -> argparse.ArgumentParser:
         verb_parser = sub.add_parser(verb, help=f"{verb} a model")
         models = verb_parser.add_subparsers(dest="model", required=True)
         for name in JOBS:
-            if not with_jobs or not job_available(name):
+            if not with_jobs:
                 continue
             model_parser = models.add_parser(name)
             _add_common(model_parser)

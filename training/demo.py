@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from training.jobs import JOBS, job_available, load_job
+from training.jobs import JOBS, load_job
 
 log = logging.getLogger(__name__)
 
@@ -13,8 +13,6 @@ log = logging.getLogger(__name__)
 def ensure_demo_models(artifacts_root: Path, seed: int = 0) -> list[Path]:
     made = []
     for name in JOBS:
-        if not job_available(name):
-            continue
         model_dir = artifacts_root / name
         if model_dir.is_dir() and any(
             p.is_dir() and not p.name.startswith(".") for p in model_dir.iterdir()

@@ -29,6 +29,10 @@ def invoked_command() -> str:
     argv = list(sys.argv)
     if argv and Path(argv[0]).name in {"salecast", "cli.py"}:
         argv[0] = "salecast"
+    elif argv and argv[0].endswith(".py") and Path(argv[0]).parent.name == "bench":
+        # `python -m bench.x` sets argv[0] to the file's absolute path; show the module
+        # form so the command reads the same on every checkout.
+        return shlex.join(["python", "-m", f"bench.{Path(argv[0]).stem}", *argv[1:]])
     return shlex.join(argv)
 
 

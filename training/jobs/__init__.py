@@ -13,7 +13,6 @@ Modules are imported lazily so `salecast serve` never imports torch.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from types import ModuleType
 
 JOBS: dict[str, str] = {
@@ -28,7 +27,3 @@ JOBS: dict[str, str] = {
 def load_job(name: str) -> ModuleType:
     return importlib.import_module(JOBS[name])
 
-
-def job_available(name: str) -> bool:
-    """A job whose module is not written yet is left out of the CLI and the demo."""
-    return importlib.util.find_spec(JOBS[name]) is not None
