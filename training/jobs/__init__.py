@@ -26,4 +26,3 @@ JOBS: dict[str, str] = {
 
 def load_job(name: str) -> ModuleType:
     return importlib.import_module(JOBS[name])
-
