@@ -106,4 +106,31 @@ def accuracy_markdown(record: Mapping[str, Any]) -> str:
         label = f"**{name}**" if name == record["ours"] else name
         lines.append(f"| {label} | " + " | ".join(_fmt(values.get(m, "")) for m in metrics) + " |")
     lines += ["", f"Notes: {record['notes']}", ""]
+    # Job-specific figures (allocation, few-shot curve, transfer, ...) live beside the
+    # methods table in the JSON; the markdown shows them too, so a reader of the table
+    # never has to open the JSON to see a result the issue asked for.
+    for key, value in record.items():
+        if key in STANDARD_KEYS:
+            continue
+        lines += [f"## {key}", "", "```json", json.dumps(value, indent=1, default=float), "```", ""]
     return "\n".join(lines)
+
+
+# The keys of an accuracy record that BENCHMARKS.md defines; any other key is job-specific.
+STANDARD_KEYS = frozenset(
+    {
+        "kind",
+        "model",
+        "dataset",
+        "data_sha256",
+        "split",
+        "command",
+        "machine",
+        "created",
+        "primary_metric",
+        "higher_is_better",
+        "methods",
+        "ours",
+        "notes",
+    }
+)
