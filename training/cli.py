@@ -82,15 +82,17 @@ def build_parser(with_jobs: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     argv = sys.argv[1:] if argv is None else argv
     # Only train/evaluate need the job modules; serving hosts have no torch to import.
     wants_jobs = bool(argv) and argv[0] in {"train", "evaluate"}
     args = build_parser(with_jobs=wants_jobs).parse_args(argv)
     if args.command == "serve":
+        from service.logs import configure_logging
         from service.main import run  # no torch on this path
+
+        # The service logs JSON lines; the demo training before it should too, and a
+        # second plain-text handler would print every line twice.
+        configure_logging()
 
         if args.demo:
             from training.demo import ensure_demo_models
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             ensure_demo_models(Path(DEFAULT_ARTIFACTS))
         run(host=args.host, port=args.port)
         return 0
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "demo":
         from training.demo import ensure_demo_models
 
