@@ -19,41 +19,13 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import latency_run, write_speed
-from service.runtime.manifest import read_manifest
+from bench.common import OrtLoaded, latency_run, write_speed
 from service.servables.stmp import STMPServable, STMPTables
-
-
-class OrtLoaded:
-    """One ORT session per graph of an artifact version (the registry's job, minus batching)."""
-
-    def __init__(self, path: Path, threads: int = 2) -> None:
-        self.path = Path(path)
-        self.manifest = read_manifest(self.path)
-        self.version = self.manifest.version
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        providers = [
-            p
-            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-            if p in ort.get_available_providers()
-        ]
-        self.provider = providers[0]
-        self.sessions = {
-            name: ort.InferenceSession(str(self.path / spec.file), options, providers=providers)
-            for name, spec in self.manifest.graphs.items()
-        }
-
-    async def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sess = self.sessions[graph]
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, dict(inputs)), strict=True))
 
 
 class EmptyHistory:
