@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.errors import InvalidInput, NotReady
+from service.servables.loaded import Loaded
 from training.features.cvr import (
     ACTION_IDS,
     FIELDS,
@@ -39,18 +40,6 @@ MODEL = "cvr"
 GRAPH = "score"
 MAX_PAIRS = 10_000  # per call
 MAX_SEQUENCE = 1_000  # events per carried sequence
-
-
-class Loaded(Protocol):
-    """The slice of `service.runtime.registry.LoadedModel` used here."""
-
-    version: str
-    path: Path
-    manifest: Any
-
-    async def infer(
-        self, graph: str, inputs: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)

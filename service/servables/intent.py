@@ -18,9 +18,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,24 +32,13 @@ from service.servables.intent_features import (
     build_features,
     counts_from_events,
 )
+from service.servables.loaded import Loaded
 
 MODEL = "intent"
 GRAPH = "score"
 OUTPUTS: tuple[str, ...] = ("p_browse", "p_collect", "p_cart", "p_purchase", "order_volume")
 CHUNK = 2048  # rows per infer call: big enough to amortise, small enough to share the batcher
 MAX_USERS = 20_000  # per call; the issue asks for at least 10,000
-
-
-class Loaded(Protocol):
-    """The slice of `service.runtime.registry.LoadedModel` used here."""
-
-    version: str
-    path: Path
-    manifest: Any
-
-    async def infer(
-        self, graph: str, inputs: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]: ...
 
 
 class CountSource(Protocol):

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.errors import InvalidInput, NotFound
+from service.servables.loaded import Loaded
 
 MODEL = "stmp"
 DEFAULT_SAMPLES = 200  # predictive samples per period; fixed so the batcher can concatenate
@@ -53,18 +54,6 @@ class SalesHistory(Protocol):
     async def get_task(self, region: str) -> tuple[np.ndarray, float] | None: ...
 
     async def set_task(self, region: str, vector: np.ndarray, weight: float) -> None: ...
-
-
-class Loaded(Protocol):
-    """The slice of `service.runtime.registry.LoadedModel` used here."""
-
-    version: str
-    path: Path
-    manifest: Any
-
-    async def infer(
-        self, graph: str, inputs: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]: ...
 
 
 @dataclass
