@@ -13,7 +13,9 @@ job code runs single-process.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -53,14 +55,26 @@ def setup(device: str = "cpu") -> DistContext:
 
 
 class LossModule(nn.Module):
-    """Routes `calculate_loss` through `forward`: DDP syncs gradients only for forward calls."""
+    """Routes `calculate_loss` through `forward`: DDP syncs gradients only for forward calls.
 
-    def __init__(self, model: nn.Module) -> None:
+    `loss_fn`, when given, is called with `forward`'s arguments instead of
+    `model.calculate_loss`. That serves a loss that is not the model's own, over a module that
+    holds only the parameters being trained (MetaCVR's stage 2: the DMN and EPN, not the
+    frozen FRN). It is stored as a plain attribute, so whatever it closes over is not
+    registered as a submodule and DDP neither broadcasts nor reduces it.
+    """
+
+    def __init__(
+        self, model: nn.Module, loss_fn: Callable[..., torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.model = model
+        self.loss_fn = loss_fn
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.calculate_loss(batch)  # type: ignore[operator]
+    def forward(self, *args: Any) -> torch.Tensor:
+        if self.loss_fn is not None:
+            return self.loss_fn(*args)
+        return self.model.calculate_loss(*args)  # type: ignore[operator]
 
 
 def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
@@ -107,6 +121,21 @@ def mean_across_ranks(value: float, ctx: DistContext) -> float:
     tensor = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(tensor)
     return float(tensor.item() / ctx.world_size)
+
+
+def broadcast_from_main(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Rank 0's value of `tensor` on every rank (in place; returned for chaining).
+
+    For state computed outside the gradient path that every rank must hold bit for bit
+    (MetaCVR's prototypes): each rank computes it, then all take rank 0's, so no reduction
+    order or thread count can make the replicas drift apart.
+    """
+    if ctx.enabled:
+        on_device = tensor.to(ctx.device)  # NCCL broadcasts GPU tensors only
+        dist.broadcast(on_device, src=0)
+        if on_device is not tensor:
+            tensor.copy_(on_device)
+    return tensor
 
 
 def teardown(ctx: DistContext) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import tempfile
@@ -29,6 +30,7 @@ from torch import nn
 
 from models.metacvr import DISTANCES, BaseCVR, MetaCVR, MetaCVRConfig
 from service.runtime.manifest import DataWindow
+from training import distributed
 from training.artifacts import write_artifact
 from training.baselines.cvr import EsmmCVR, LightGBMRecent
 from training.features.cvr import (
@@ -171,12 +173,21 @@ def fit(
     batch_size: int,
     lr: float,
     seed: int,
+    ctx: distributed.DistContext | None = None,
 ) -> list[float]:
-    """Plain Adam minibatch loop; returns the mean loss per epoch."""
+    """Plain Adam minibatch loop; returns the mean loss per epoch.
+
+    Under torchrun (`ctx` with several ranks) every rank draws the same permutation and takes
+    its slice of each global batch; DDP averages the gradients, weighted by each rank's share,
+    so the run follows the single-process one (stage 1 of `train`).
+    """
     if len(data) == 0 or epochs <= 0:
         return []
+    ctx = ctx or distributed.DistContext()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    module.to(ctx.device)  # a no-op on the CPU (and so for `evaluate`)
+    trainer = distributed.wrap(distributed.LossModule(module, loss_fn), ctx)
     opt = torch.optim.Adam(params, lr=lr)
     history = []
     module.train()
@@ -185,13 +196,17 @@ def fit(
         total, count = 0.0, 0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            loss = loss_fn(_batch(data, idx))
+            mine = idx[distributed.local_slice(len(idx), ctx)]
+            # A rank left without rows still joins the gradient all-reduce, with weight 0.
+            weight = distributed.share_weight(len(mine), len(idx), ctx)
+            batch = _batch(data, mine if len(mine) else idx[:1])
+            loss = trainer({k: v.to(ctx.device) for k, v in batch.items()})
             opt.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * len(mine)
             count += len(idx)
-        history.append(total / count)
+        history.append(distributed.mean_across_ranks(total, ctx) * ctx.world_size / count)
     module.eval()
     return history
 
@@ -281,14 +296,25 @@ def score_all(y: np.ndarray, p: np.ndarray, occasion: np.ndarray) -> dict[str, A
 
 
 def run_stage1(
-    args: argparse.Namespace, cfg: MetaCVRConfig, train: CvrSamples, seed: int
+    args: argparse.Namespace,
+    cfg: MetaCVRConfig,
+    train: CvrSamples,
+    seed: int,
+    ctx: distributed.DistContext | None = None,
 ) -> BaseCVR:
     torch.manual_seed(seed)
     base = BaseCVR(cfg)
     losses = fit(base, base.calculate_loss, list(base.parameters()), train, args.epochs,
-                 args.batch_size, args.lr, seed)  # fmt: skip
+                 args.batch_size, args.lr, seed, ctx)  # fmt: skip
     log.info("BASE stage 1 losses %s", [round(v, 4) for v in losses])
     return base
+
+
+def _stage2_loss(
+    model: MetaCVR, rep: torch.Tensor, s_b: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    logit, _ = model.scores_from_representation(rep, s_b)
+    return nn.functional.binary_cross_entropy_with_logits(logit, labels)
 
 
 def run_stage2(
@@ -298,12 +324,17 @@ def run_stage2(
     prototypes: torch.Tensor,
     recent: CvrSamples,
     seed: int,
+    ctx: distributed.DistContext | None = None,
 ) -> MetaCVR:
     """Freeze the FRN; train DMN + EPN on D_recent (Algorithm 1, stage 2).
 
     The frozen FRN's representation and base logit are computed once, then the DMN and EPN
     train on them: the same gradients as running the frozen network every step, far cheaper.
+    Under torchrun only the DMN and EPN are DDP-wrapped (the frozen FRN has nothing to sync):
+    every rank holds the same representations and prototypes, draws the same permutation and
+    trains on its slice of each global batch.
     """
+    ctx = ctx or distributed.DistContext()
     torch.manual_seed(seed)
     model = MetaCVR(cfg, base=copy.deepcopy(base))
     model.set_prototypes(prototypes)
@@ -313,6 +344,12 @@ def run_stage2(
         rep = represent(model.base, recent)  # [N, D]
         s_b = model.base.head(rep)[:, 0] if len(rep) else torch.zeros(0)  # [N]
     labels = torch.from_numpy(recent.label)
+    model.to(ctx.device)
+    rep, s_b, labels = rep.to(ctx.device), s_b.to(ctx.device), labels.to(ctx.device)
+    trainable = nn.ModuleDict({"dmn": model.dmn, "epn": model.epn})
+    trainer = distributed.wrap(
+        distributed.LossModule(trainable, functools.partial(_stage2_loss, model)), ctx
+    )
     params = model.stage2_parameters()
     opt = torch.optim.Adam(params, lr=args.stage2_lr)
     rng = np.random.default_rng(seed)
@@ -322,14 +359,16 @@ def run_stage2(
         total = 0.0
         for start in range(0, len(order), args.batch_size):
             idx = order[start : start + args.batch_size]
-            logit, _ = model.scores_from_representation(rep[idx], s_b[idx])
-            loss = nn.functional.binary_cross_entropy_with_logits(logit, labels[idx])
+            mine = idx[distributed.local_slice(len(idx), ctx)]
+            weight = distributed.share_weight(len(mine), len(idx), ctx)
+            rows = mine if len(mine) else idx[:1]
+            loss = trainer(rep[rows], s_b[rows], labels[rows])
             opt.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
             opt.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(recent))
-    model.eval()
+            total += loss.item() * len(mine)
+        losses.append(distributed.mean_across_ranks(total, ctx) * ctx.world_size / len(recent))
+    model.cpu().eval()
     log.info("MetaCVR[%s] stage 2 losses %s", cfg.distance, [round(v, 4) for v in losses])
     return model
 
@@ -542,22 +581,38 @@ def _write(
 
 
 def train(args: argparse.Namespace) -> Path:
+    """Stage 1, prototypes, stage 2, artifact; data-parallel under torchrun.
+
+    Under torchrun both stages run DDP (gloo on CPU, NCCL on GPU) and only rank 0 writes.
+    Every rank computes the prototypes from the same stage-1 weights and the full D_recent,
+    then takes rank 0's (`broadcast_from_main`), so stage 2 starts from identical state.
+    """
     torch.set_num_threads(args.threads)
-    if args.refresh_prototypes_from is not None:
-        return refresh_prototypes(args)
-    vocab, train_s, recent, test, calendar, events, digest = prepare(args)
-    cfg = model_config(args, vocab, args.distance)
-    base = run_stage1(args, cfg, train_s, args.seed)
-    protos, sources = compute_prototypes(base, recent, train_s, args.support_days)
-    model = run_stage2(args, cfg, base, protos, recent, args.seed)
-    metrics = {
-        "test_auc": _auc(test.label, predict(model, _metacvr_prob(model), test)),
-        "test_auc_base": _auc(test.label, predict(base, lambda b: base.predict(b)["cvr"], test)),
-        "test_clicks": len(test),
-    }
-    return _write(
-        args, model, vocab, calendar, events, digest, metrics, sources, dataset_name(args)
-    )
+    ctx = distributed.setup(getattr(args, "device", "cpu"))
+    try:
+        if args.refresh_prototypes_from is not None:
+            # No gradient step: one process does it all; other ranks only must not write.
+            return refresh_prototypes(args) if ctx.is_main else Path(args.artifacts)
+        vocab, train_s, recent, test, calendar, events, digest = prepare(args)
+        cfg = model_config(args, vocab, args.distance)
+        base = run_stage1(args, cfg, train_s, args.seed, ctx).cpu()
+        protos, sources = compute_prototypes(base, recent, train_s, args.support_days)
+        distributed.broadcast_from_main(protos, ctx)
+        model = run_stage2(args, cfg, base, protos, recent, args.seed, ctx)
+        if not ctx.is_main:
+            return Path(args.artifacts)
+        metrics = {
+            "test_auc": _auc(test.label, predict(model, _metacvr_prob(model), test)),
+            "test_auc_base": _auc(
+                test.label, predict(base, lambda b: base.predict(b)["cvr"], test)
+            ),
+            "test_clicks": len(test),
+        }
+        return _write(
+            args, model, vocab, calendar, events, digest, metrics, sources, dataset_name(args)
+        )
+    finally:
+        distributed.teardown(ctx)
 
 
 def load_artifact_model(artifact_dir: Path) -> tuple[MetaCVR, dict[str, Any]]:

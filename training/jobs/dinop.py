@@ -24,6 +24,7 @@ import torch
 
 from models.dinop import DINOP, DINOPConfig
 from service.runtime.manifest import DataWindow
+from training import distributed
 from training.artifacts import write_artifact
 from training.features.dinop import Featurizer, PromoSet, build_promo_set, fit_statistics, tensors
 from training.schemas import SalesData
@@ -49,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bop-presale-days", type=int, default=10, help="event logs: pre-sale days (BOP)"
     )
     parser.add_argument("--quick", action="store_true", help="evaluate: fewer epochs (smoke)")
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="train: override the model's dropout (0: off; default: the paper's 0.5)",
+    )
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -118,11 +125,22 @@ def fit(
     seed: int = 0,
     device: str = "cpu",
     params: list[torch.nn.Parameter] | None = None,
+    ctx: distributed.DistContext | None = None,
 ) -> list[float]:
-    """Adagrad (section 5.1.2) with L2 via weight decay; returns the per-epoch mean loss."""
+    """Adagrad (section 5.1.2) with L2 via weight decay; returns the per-epoch mean loss.
+
+    Under torchrun (`ctx` with several ranks, whose device replaces `device`) every rank
+    draws the same permutation and takes its slice of each global batch. The multi-task loss
+    is a sum of per-task means over the batch, so weighting each rank's loss by its share
+    makes DDP's gradient average the single-process gradient; the clipping then sees the
+    same (all-reduced) gradient on every rank.
+    """
+    ctx = ctx or distributed.DistContext()
+    device = str(ctx.device) if ctx.enabled else device
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model.to(device).train()
+    trainer = distributed.wrap(distributed.LossModule(model), ctx)
     opt = torch.optim.Adagrad(
         params if params is not None else list(model.parameters()),
         lr=lr,
@@ -134,14 +152,17 @@ def fit(
         order = rng.permutation(n)
         total = 0.0
         for start in range(0, n, batch_size):
-            batch = _batch(train, order[start : start + batch_size], device)
-            loss = model.calculate_loss(batch)
+            idx = order[start : start + batch_size]
+            mine = idx[distributed.local_slice(len(idx), ctx)]
+            # A rank left without rows still joins the gradient all-reduce, with weight 0.
+            weight = distributed.share_weight(len(mine), len(idx), ctx)
+            loss = trainer(_batch(train, mine if len(mine) else idx[:1], device))
             opt.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            total += float(loss.detach()) * len(next(iter(batch.values())))
-        history.append(total / n)
+            total += float(loss.detach()) * len(mine)
+        history.append(distributed.mean_across_ranks(total, ctx) * ctx.world_size / n)
     model.eval()
     return history
 
@@ -198,10 +219,23 @@ def train_dinop(
     args: argparse.Namespace,
     **switches: Any,
 ) -> tuple[DINOP, list[float]]:
+    return _train_dinop(feat, train, tasks, args, None, switches)
+
+
+def _train_dinop(
+    feat: Featurizer,
+    train: dict[str, np.ndarray],
+    tasks: tuple[str, ...],
+    args: argparse.Namespace,
+    ctx: distributed.DistContext | None,
+    switches: dict[str, Any],
+) -> tuple[DINOP, list[float]]:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     model = DINOP(model_config(feat, tasks, **switches))
-    losses = fit(model, train, args.epochs, args.batch_size, args.lr, args.seed, args.device)
+    losses = fit(
+        model, train, args.epochs, args.batch_size, args.lr, args.seed, args.device, ctx=ctx
+    )
     return model.cpu(), losses
 
 
@@ -268,10 +302,20 @@ def static_profiles(data: SalesData) -> dict[str, dict[str, Any]]:
 
 
 def train(args: argparse.Namespace) -> Path:
+    """Multi-task DINOP and its artifact; data-parallel under torchrun (only rank 0 writes)."""
     data, dataset = load_data(args)
     feat, _, test_ps, tr, te, split = prepare(data, args)
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip() in SALES_TASKS)
-    model, losses = train_dinop(feat, tr, tasks, args)
+    switches: dict[str, Any] = {}
+    if getattr(args, "dropout", None) is not None:
+        switches["dropout"] = args.dropout
+    ctx = distributed.setup(getattr(args, "device", "cpu"))
+    try:
+        model, losses = _train_dinop(feat, tr, tasks, args, ctx, switches)
+        if not ctx.is_main:
+            return Path(args.artifacts)
+    finally:
+        distributed.teardown(ctx)
     metrics = dinop_metrics(model, feat, test_ps, te)
     log.info("dinop on %s: %s (final loss %.4f)", dataset, metrics, losses[-1])
     return export_artifact(model, feat, data, args.artifacts, metrics, split)

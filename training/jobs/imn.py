@@ -519,6 +519,9 @@ def train_prepared(
 
 
 def train(args: argparse.Namespace) -> Path:
+    """Not data-parallel (deliberately left out of DDP, unlike the other jobs): each t-batch
+    reads the mutually recursive user/item states the previous one wrote, so splitting it
+    over ranks would need an all-gather of the states every t-batch."""
     torch.set_num_threads(1)
     frame, sha, source = load_frame(args)
     prep = prepare(frame, sha, source, args.max_events)

@@ -27,6 +27,7 @@ import torch
 
 from models.stmp import STMP, STMPConfig
 from service.runtime.manifest import DataWindow
+from training import distributed
 from training.artifacts import write_artifact
 from training.features.stmp import (
     ORDINARY,
@@ -157,7 +158,13 @@ def _task_batch(
     context: int,
     query: int,
     window: int,
+    query_slice: slice | None = None,
 ) -> dict[str, torch.Tensor]:
+    """`tasks` tasks with `context` context and `query` query instances each.
+
+    `query_slice` keeps only those query positions of every task (a rank's share under
+    torchrun); the draws are made in full first, so the RNG advances as in one process.
+    """
     keys = list(pools)
     chosen = rng.choice(keys, size=tasks, replace=len(keys) < tasks)
     ctx_ids, qry_ids = [], []
@@ -171,7 +178,8 @@ def _task_batch(
         ctx_ids.append(pick[:context])
         qry_ids.append(pick[context:])
     batch: dict[str, torch.Tensor] = {}
-    for prefix, ids in (("ctx", np.stack(ctx_ids)), ("qry", np.stack(qry_ids))):
+    qry = np.stack(qry_ids)[:, query_slice if query_slice is not None else slice(None)]
+    for prefix, ids in (("ctx", np.stack(ctx_ids)), ("qry", qry)):
         flat = ids.reshape(-1)
         parts = gather(panel, n_idx[flat], t_idx[flat], window)
         for name, value in parts.items():
@@ -194,32 +202,52 @@ def st_train(
     view_steps: int = 50,
     lr: float = 3e-3,
     seed: int = 0,
+    ctx: distributed.DistContext | None = None,
 ) -> list[float]:
-    """Algorithm 1 with fixed-length view phases; returns the loss per step."""
+    """Algorithm 1 with fixed-length view phases; returns the loss per step.
+
+    Under torchrun (`ctx` with several ranks) every rank draws the same tasks, context and
+    query sets from the same seeded RNG, keeps every task's full context set and takes its
+    slice of every task's query set. Splitting the queries rather than the tasks is what keeps
+    the global step equal to the single-process one: the loss is the mean query NLL over all
+    tasks, so per-rank means weighted by their share of queries average (in DDP's gradient
+    all-reduce) to it exactly; each task's psi comes from its whole context set on every rank;
+    and the model's per-task psi noise, drawn with the torch RNG in the shape [tasks, ...], is
+    the same draw in every process, whereas a share of the tasks would draw a different shape
+    and so different noise. The price is that every rank encodes every context set.
+    """
+    ctx = ctx or distributed.DistContext()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     pools = task_pools(panel, n_idx, t_idx)
     views = [pools.spatial, pools.temporal]
+    model.to(ctx.device)
+    trainer = distributed.wrap(distributed.LossModule(model), ctx)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr / 10)
     window = model.cfg.window
+    mine = distributed.local_slice(query, ctx)
+    n_mine = mine.stop - mine.start
+    # A rank left without queries still joins the gradient all-reduce, with weight 0.
+    weight = distributed.share_weight(n_mine, query, ctx)
+    keep = mine if n_mine else slice(0, 1)
     losses = []
     model.train()
     for step in range(steps):
         view = views[(step // view_steps) % 2]
-        batch = _task_batch(panel, n_idx, t_idx, view, rng, tasks, context, query, window)
-        loss = model.calculate_loss(batch)
+        batch = _task_batch(panel, n_idx, t_idx, view, rng, tasks, context, query, window, keep)
+        loss = trainer({k: v.to(ctx.device) for k, v in batch.items()})
         opt.zero_grad()
-        loss.backward()
+        (loss * weight).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss.detach()))
+        losses.append(distributed.mean_across_ranks(float(loss.detach()) * weight, ctx))
         if step % 250 == 0:
             log.info(
                 "stmp step %d view %s loss %.4f", step, "ST"[(step // view_steps) % 2], losses[-1]
             )
-    model.eval()
+    model.cpu().eval()
     return losses
 
 
@@ -360,6 +388,7 @@ def _fit(
     args: argparse.Namespace,
     switches: dict[str, bool],
     keep: np.ndarray | None = None,
+    ctx: distributed.DistContext | None = None,
 ) -> tuple[STMP, np.ndarray, np.ndarray, list[float]]:
     cfg = model_config(panel, args, **switches)
     n_idx, t_idx = instances(panel, min_history(cfg), 0, panel.train_end)
@@ -379,16 +408,28 @@ def _fit(
         view_steps=args.view_steps,
         lr=args.lr,
         seed=args.seed,
+        ctx=ctx,
     )
     return model, n_idx, t_idx, losses
 
 
 def train(args: argparse.Namespace) -> Path:
+    """ST-training, task tables, validation metrics and the artifact.
+
+    Under torchrun ST-training is data-parallel (see `st_train`); the task tables and the
+    validation forecasts are computed by rank 0 alone, which writes the artifact.
+    """
     torch.set_num_threads(1)
     data, dataset = load_data(args)
     holdout = None if args.holdout == "year" else 0
     panel = build_panel(data, holdout_steps=holdout)
-    model, n_idx, t_idx, losses = _fit(panel, args, {})
+    ctx = distributed.setup(getattr(args, "device", "cpu"))
+    try:
+        model, n_idx, t_idx, losses = _fit(panel, args, {}, ctx=ctx)
+        if not ctx.is_main:
+            return Path(args.artifacts)
+    finally:
+        distributed.teardown(ctx)
     tables = pooled_embeddings(model, panel, n_idx, t_idx, seed=args.seed)
     metrics: dict[str, Any] = {"train_loss_last50": float(np.mean(losses[-50:]))}
     if panel.train_end < panel.n_steps:
