@@ -10,6 +10,7 @@ format lives in `training/adapters/<format>.py` with `FORMAT`, `KIND`, `DESCRIPT
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from service.errors import InvalidInput
 from training.adapters.common import DataError, expand_paths
 from training.schemas import EventLog, SalesData
 
-__all__ = ["FORMATS", "DataError", "FormatInfo", "load_events", "load_sales"]
+__all__ = ["FORMATS", "DataError", "FormatInfo", "load_events", "load_sales", "load_sales_dataset"]
 
 Kind = Literal["events", "sales", "both"]
 
@@ -120,3 +121,21 @@ def load_sales(paths: Sequence[Path | str], fmt: str) -> SalesData:
     adapter = importlib.import_module(info.module)
     data: SalesData = adapter.load(list(paths))
     return data
+
+
+def load_sales_dataset(
+    paths: Sequence[Path | str], fmt: str, seed: int = 0
+) -> tuple[SalesData, str]:
+    """(sales, data set name) for a job's `--data`/`--format`: what results files are named by.
+
+    The name is the folder the files came from (`walmart_store_sales`, `m5`), as
+    BENCHMARKS.md names data sets; no files or `synthetic` gives the seeded generator.
+    """
+    if fmt == "synthetic" or not paths:
+        from training.synthetic import generate_sales
+
+        return generate_sales(seed=seed), "synthetic"
+    first = Path(paths[0])
+    data = load_sales(paths, fmt)
+    logging.getLogger(__name__).info("%s", data.report.summary())
+    return data, (first.name if first.is_dir() else first.parent.name)

@@ -85,17 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---- data ----------------------------------------------------------------------------------
 def load_data(args: argparse.Namespace) -> tuple[SalesData, str]:
     """(data, dataset name) from --data/--format; `synthetic` when no files are given."""
-    if args.format == "synthetic" or not args.data:
-        from training.synthetic import generate_sales
+    from training.data import load_sales_dataset
 
-        return generate_sales(seed=args.seed), "synthetic"
-    from training.data import load_sales
-
-    paths = [Path(p) for p in args.data]
-    data = load_sales(paths, args.format)
-    first = paths[0]
-    dataset = first.name if first.is_dir() else first.parent.name
-    return data, dataset
+    return load_sales_dataset(args.data or [], args.format, seed=args.seed)
 
 
 def model_config(panel: Panel, args: argparse.Namespace, **switches: bool) -> STMPConfig:
