@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,31 @@ def plot_forecasts(
         ax.tick_params(axis="x", labelrotation=30)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("STMP vs baselines: one-step-ahead forecasts over the test year")
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+    return out_path
+
+
+def plot_few_shot(curve: Mapping[str, Any], out_path: Path) -> Path:
+    """Figure 7 for salecast: festival-week error against past festival occurrences seen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shots = list(curve["shots"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    for ax, metric in zip(axes.ravel(), ("rmse", "mae"), strict=True):
+        for method in ("stmp", "metagru"):
+            ax.plot(shots, curve[f"{method}.{metric}"], marker="o", label=method)
+        ax.set_xlabel("past occurrences of each festival kept in training")
+        ax.set_ylabel(f"festival-week {metric} (source units)")
+        ax.set_xticks(shots)
+        ax.legend()
+    fig.suptitle("Few-shot festivals: error on the test year's festival weeks")
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
