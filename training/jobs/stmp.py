@@ -756,7 +756,7 @@ def few_shot_curve(
             net, bl.call_metagru, panel, tn, tt, window, steps=args.baseline_steps, seed=args.seed
         )
         pred = bl.predict_network(net, bl.call_metagru, panel, test_n[fest], test_t[fest], window)
-        record("metagru", pred)
+        record("metagru", pred * scale[fest])  # the network predicts normalised sales
         log.info(
             "few-shot k=%d: festival rmse stmp %.1f metagru %.1f",
             k,
