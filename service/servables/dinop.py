@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput, NotFound, NotReady
+from service.servables.dinop_features import DinopFeatures
 from service.servables.stmp import StoreSalesHistory
 from service.state import keys
 from service.state.store import CasOutcome, VersionedState
@@ -46,10 +46,6 @@ PRESALE_EVENT = "presale"
 N_SLOTS = 10
 PROMOTIONS_KEY = f"{keys.PREFIX}:dinop:promotions"
 MAX_CAS_RETRIES = 3
-
-
-def slog(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
 
 
 def item_id(region: str, category: str) -> str:
@@ -66,50 +62,16 @@ class Promotion:
         return f"{self.type}@{self.date.isoformat()}"
 
 
-@dataclass
-class Tables:
-    """Per-version constants from the manifest (built once per loaded version)."""
+@dataclass(kw_only=True)
+class Tables(DinopFeatures):
+    """Per-version constants from the manifest (built once per loaded version): the feature
+    spec training wrote, plus what serving needs around the graphs."""
 
     hidden: int
     step_days: int
-    presale: int
-    static: int
-    regions: list[str]
-    categories: list[str]
-    promo_types: list[str]
-    dis_columns: list[str]
-    du_columns: list[str]
-    static_numeric: list[str]
-    static_text: dict[str, list[str]]
-    static_mean: np.ndarray
-    static_std: np.ndarray
-    du_mean: np.ndarray
-    du_std: np.ndarray
-    gmv_mean: float
-    gmv_std: float
-    scale_floor: float
     profiles: dict[str, dict[str, Any]]
     tasks: list[str]
     act_dim: int
-
-    @property
-    def du_dim(self) -> int:
-        return max(1, len(self.du_columns))
-
-    @property
-    def sii_dim(self) -> int:
-        text = sum(len(v) for v in self.static_text.values())
-        return (
-            len(self.regions)
-            + len(self.categories)
-            + len(self.static_numeric)
-            + text
-            + len(self.promo_types)
-        )
-
-    @property
-    def sis_dim(self) -> int:
-        return self.static + 6
 
     @property
     def state_dim(self) -> int:
@@ -118,78 +80,22 @@ class Tables:
     @classmethod
     def from_loaded(cls, loaded: Any) -> Tables:
         config = loaded.manifest.config
-        feat = config["featurizer"]
         act_spec = next(
             (t for t in loaded.manifest.graphs["forecast"].inputs if t.name == "act"), None
         )
         act_dim = int(act_spec.shape[-1]) if act_spec and isinstance(act_spec.shape[-1], int) else 1
         return cls(
+            **DinopFeatures.from_config(config["featurizer"]).to_config(),
             hidden=int(config["hidden"]),
             step_days=7 if config.get("frequency", "W") == "W" else 1,
-            presale=int(feat["presale_steps"]),
-            static=int(feat["static_steps"]),
-            regions=list(feat["regions"]),
-            categories=list(feat["categories"]),
-            promo_types=list(feat["promo_types"]),
-            dis_columns=list(feat["dis_columns"]),
-            du_columns=list(feat["du_columns"]),
-            static_numeric=list(feat["static_numeric"]),
-            static_text={k: list(v) for k, v in feat["static_text"].items()},
-            static_mean=np.asarray(feat.get("static_mean") or [], dtype=np.float64),
-            static_std=np.asarray(feat.get("static_std") or [], dtype=np.float64),
-            du_mean=np.asarray(feat.get("du_mean") or [], dtype=np.float64),
-            du_std=np.asarray(feat.get("du_std") or [], dtype=np.float64),
-            gmv_mean=float(feat.get("gmv_mean", 0.0)),
-            gmv_std=float(feat.get("gmv_std", 1.0)),
-            scale_floor=float(feat.get("scale_floor", 1.0)),
             profiles=dict(config.get("static_profiles", {})),
             tasks=list(config.get("tasks", [])),
             act_dim=act_dim,
         )
 
-    # ---- feature transforms (mirror training/features/dinop.py) ---------------------------
-    def one_hot(self, value: str, vocab: list[str]) -> np.ndarray:
-        out = np.zeros(len(vocab))
-        if value in vocab:
-            out[vocab.index(value)] = 1.0
-        return out
-
     def sii(self, region: str, category: str, promo_type: str) -> np.ndarray:
-        profile = self.profiles.get(region, {})
-        parts = [self.one_hot(region, self.regions), self.one_hot(category, self.categories)]
-        if self.static_numeric:
-            num = np.array([_float(profile.get(c)) for c in self.static_numeric])
-            parts.append(np.nan_to_num((num - self.static_mean) / self.static_std, nan=0.0))
-        for col, vocab in self.static_text.items():
-            parts.append(self.one_hot(str(profile.get(col, "")), vocab))
-        parts.append(self.one_hot(promo_type, self.promo_types))
-        return np.concatenate(parts)
-
-    def sis(self, static_sales: np.ndarray, share: float, cum_share: float) -> np.ndarray:
-        x = slog(static_sales) / 10.0
-        obs = ~np.isnan(x)
-        filled = np.where(obs, x, 0.0)
-        stats = [x[obs].mean(), x[obs].std(), x[obs].max(), obs.mean()] if obs.any() else [0.0] * 4
-        return np.concatenate([filled, stats, [share, cum_share]])
-
-    def du_norm(self, du: np.ndarray) -> np.ndarray:
-        if not self.du_columns:
-            return np.zeros((*du.shape[:-1], 1))
-        return np.nan_to_num((du - self.du_mean) / self.du_std, nan=0.0)
-
-    def dis(self, sales: float, dis_values: np.ndarray, festival: bool) -> np.ndarray:
-        vals = np.nan_to_num(dis_values, nan=0.0)
-        known = float(len(dis_values) > 0 and not np.all(np.isnan(dis_values)))
-        return np.concatenate(
-            [[float(slog(np.array(sales))) / 10.0], slog(vals) / 10.0, [known, float(festival)]]
-        )
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+        """SII of an item from its region's static profile (stored in the manifest)."""
+        return self.sii_row(region, category, self.profiles.get(region, {}), promo_type)
 
 
 def category_cum_share(values: dict[str, float], item: str) -> tuple[float, float]:
@@ -253,12 +159,12 @@ class DinopServable:
 
     def presale_dates(self, tb: Tables, promo: Promotion) -> list[dt.date]:
         step = dt.timedelta(days=tb.step_days)
-        return [promo.date - step * (tb.presale - k) for k in range(tb.presale)]
+        return [promo.date - step * (tb.presale_steps - k) for k in range(tb.presale_steps)]
 
     def static_dates(self, tb: Tables, promo: Promotion) -> list[dt.date]:
         step = dt.timedelta(days=tb.step_days)
-        first = promo.date - step * (tb.presale + tb.static)
-        return [first + step * k for k in range(tb.static)]
+        first = promo.date - step * (tb.presale_steps + tb.static_steps)
+        return [first + step * k for k in range(tb.static_steps)]
 
     # ---- state -----------------------------------------------------------------------------
     def _model_key(self, promo: Promotion, version: str) -> str:
@@ -324,7 +230,7 @@ class DinopServable:
             out[(region, category)] = np.concatenate(
                 [
                     tb.sii(region, category, promo.type),
-                    tb.sis(static_sales, share, cum),
+                    tb.sis_row(static_sales, share, cum),
                     tb.du_norm(su_raw[None, :])[0] if tb.du_columns else np.zeros(1),
                     [float(np.nanmean(np.abs(static_sales))) if usual.any() else 0.0],
                 ]
@@ -427,7 +333,7 @@ class DinopServable:
                 continue
             dis = np.stack(
                 [
-                    tb.dis(
+                    tb.dis_row(
                         rows[it][d],
                         np.array(
                             [ext[it[0]].get(d, {}).get(c, np.nan) for c in tb.dis_columns],
@@ -522,8 +428,7 @@ class DinopServable:
                 {
                     "region": it[0],
                     "category": it[1],
-                    "gmv": (float(out["gmv"][k]) * tb.gmv_std + tb.gmv_mean)
-                    * max(float(parts[k]["scale"][0]), tb.scale_floor),
+                    "gmv": float(tb.gmv_from(out["gmv"][k], parts[k]["scale"][0])),
                     "best_seller_probability": float(out["bsp"][k]),
                     "slot_probabilities": [float(x) for x in slots],
                     "slot": int(np.argmax(slots)) + 1,

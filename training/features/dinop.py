@@ -1,8 +1,8 @@
 """DINOP feature tensors from any canonical sales frame (`training.schemas.SalesData`).
 
 Why a separate module: the mapping of a sales panel onto the paper's five factor groups is
-the part a reviewer has to check, and serving re-implements the same per-period transforms
-from Redis history (`service.servables.dinop`), so they are kept small and explicit here.
+the part a reviewer has to check. The per-item transforms themselves live in
+`service.servables.dinop_features`, shared with serving so the two cannot drift apart.
 
 Mapping (paper section 3 -> sales panel):
 - item = one (region, category) series; a promotion day = a period whose `day_type` is not
@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from service.servables.dinop_features import DinopFeatures as Featurizer
 from training.schemas import SalesData
 
 ORDINARY = "ordinary"
@@ -43,11 +44,6 @@ ORDINARY = "ordinary"
 # describe the shoppers (DU). Matched case-insensitively.
 ITEM_SALES_HINTS: tuple[str, ...] = ("markdown", "promo", "discount", "coupon")
 ITEM_SALES_NAMES: frozenset[str] = frozenset({"price", "sell_price", "unit_price"})
-
-
-def slog(x: np.ndarray) -> np.ndarray:
-    """Signed log1p: keeps the sign of returns and tames the heavy sales tail."""
-    return np.sign(x) * np.log1p(np.abs(x))
 
 
 def bsp_labels(gmv: np.ndarray) -> np.ndarray:
@@ -141,118 +137,6 @@ class PromoSet:
     @property
     def years(self) -> np.ndarray:
         return pd.DatetimeIndex(self.promo_date).year.to_numpy()
-
-
-@dataclass
-class Featurizer:
-    """Everything needed to rebuild the tensors for one item (training and serving)."""
-
-    presale_steps: int
-    static_steps: int
-    regions: list[str]
-    categories: list[str]
-    promo_types: list[str]
-    dis_columns: list[str]  # external columns used as item-sales inputs
-    du_columns: list[str]  # external columns used as target-user controls
-    static_numeric: list[str]
-    static_text: dict[str, list[str]]  # column -> vocabulary
-    du_mean: list[float] = field(default_factory=list)
-    du_std: list[float] = field(default_factory=list)
-    static_mean: list[float] = field(default_factory=list)
-    static_std: list[float] = field(default_factory=list)
-    gmv_mean: float = 0.0
-    gmv_std: float = 1.0
-    scale_floor: float = 1.0
-
-    def gmv_target(self, gmv: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """GMV in units of the item's usual level, z-scored (what the GMV head predicts)."""
-        return (gmv / np.maximum(scale, self.scale_floor) - self.gmv_mean) / self.gmv_std
-
-    def gmv_from(self, z: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """Back to currency units."""
-        return (z * self.gmv_std + self.gmv_mean) * np.maximum(scale, self.scale_floor)
-
-    @property
-    def dis_dim(self) -> int:
-        return 1 + len(self.dis_columns) + 2  # sales, dis columns, markdown-known, festival
-
-    @property
-    def du_dim(self) -> int:
-        return max(1, len(self.du_columns))
-
-    @property
-    def sii_dim(self) -> int:
-        text = sum(len(v) for v in self.static_text.values())
-        return (
-            len(self.regions)
-            + len(self.categories)
-            + len(self.static_numeric)
-            + text
-            + len(self.promo_types)
-        )
-
-    @property
-    def sis_dim(self) -> int:
-        return self.static_steps + 6
-
-    def to_config(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Featurizer:
-        return cls(**config)
-
-    # ---- per-instance transforms (mirrored in service/servables/dinop.py) ----------------
-    def dis_row(
-        self, sales: float, dis_values: Sequence[float] | np.ndarray, festival: bool
-    ) -> np.ndarray:
-        vals = np.nan_to_num(np.asarray(dis_values, dtype=np.float64), nan=0.0)
-        raw = np.asarray(dis_values, dtype=np.float64)
-        known = float(len(raw) > 0 and not np.all(np.isnan(raw)))
-        head = [float(slog(np.array(sales))) / 10.0]
-        return np.concatenate([head, slog(vals) / 10.0, [known, float(festival)]])
-
-    def du_norm(self, du: np.ndarray) -> np.ndarray:
-        if not self.du_columns:
-            return np.zeros((*du.shape[:-1], 1))
-        mean, std = np.asarray(self.du_mean), np.asarray(self.du_std)
-        return np.nan_to_num((du - mean) / std, nan=0.0)
-
-    def sii_row(self, region: str, category: str, static: dict[str, Any], promo: str) -> np.ndarray:
-        parts = [
-            _one_hot(region, self.regions),
-            _one_hot(category, self.categories),
-        ]
-        if self.static_numeric:
-            num = np.array([float(static.get(c, np.nan)) for c in self.static_numeric])
-            num = np.nan_to_num(
-                (num - np.asarray(self.static_mean)) / np.asarray(self.static_std), nan=0.0
-            )
-            parts.append(num)
-        for col, vocab in self.static_text.items():
-            parts.append(_one_hot(str(static.get(col, "")), vocab))
-        parts.append(_one_hot(promo, self.promo_types))
-        return np.concatenate(parts)
-
-    def sis_row(self, static_sales: np.ndarray, share: float, cum_share: float) -> np.ndarray:
-        """Static-window sales, their summary, and the item's usual standing in its
-        category (share of the category's static-window sales, and eq. 2's cumulative
-        share computed on that window)."""
-        x = slog(np.asarray(static_sales, dtype=np.float64)) / 10.0
-        obs = ~np.isnan(x)
-        filled = np.where(obs, x, 0.0)
-        if obs.any():
-            stats = [x[obs].mean(), x[obs].std(), x[obs].max(), obs.mean()]
-        else:
-            stats = [0.0, 0.0, 0.0, 0.0]
-        return np.concatenate([filled, stats, [share, cum_share]])
-
-
-def _one_hot(value: str, vocab: list[str]) -> np.ndarray:
-    out = np.zeros(len(vocab))
-    if value in vocab:
-        out[vocab.index(value)] = 1.0
-    return out
 
 
 def _split_external(columns: Sequence[str]) -> tuple[list[str], list[str]]:
