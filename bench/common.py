@@ -101,6 +101,7 @@ class OrtLoaded:
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         self.version = self.manifest.version
+        self.state: dict[str, Any] = {}  # what servables derive per version (`per_version`)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         providers = [

@@ -11,17 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 import pytest
 
+from bench.common import OrtLoaded
 from service.errors import InvalidInput, NotReady
-from service.runtime.manifest import read_manifest
 from service.servables.cvr import CvrServable, PairInput, SeqEvent
 from training.features.cvr import FIELD_INDEX, FIELDS, Vocab, build_samples, promo_click_log
 from training.occasions import OCCASIONS, OccasionCalendar
@@ -49,23 +48,6 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         job.load_data = original
 
 
-class OrtLoaded:
-    """A loaded version over a plain ORT session."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.manifest = read_manifest(path)
-        self.version = self.manifest.version
-        spec = self.manifest.graphs["score"]
-        self.session = ort.InferenceSession(
-            str(path / spec.file), providers=["CPUExecutionProvider"]
-        )
-
-    async def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, dict(inputs)), strict=True))
-
-
 class DictSequences:
     """A sequence source over a dict (stands for the Redis-backed one in servable tests)."""
 
@@ -88,7 +70,7 @@ def _history(user: str, before: int) -> list[SeqEvent]:
 
 def test_serving_features_match_training(artifact: Path) -> None:
     """User, interaction, context fields and the sequence are computed as in training."""
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = CvrServable()
     cfg = servable.config(loaded)
     vocab = Vocab.from_lists(loaded.manifest.vocabularies)
@@ -116,7 +98,7 @@ def test_serving_features_match_training(artifact: Path) -> None:
 
 
 def test_score_carried_and_stored_sequences(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = CvrServable()
     at = int(EVENTS["ts"].max()) + 60
     store = DictSequences({"u1": _history("u1", at)})
@@ -136,7 +118,7 @@ def test_score_carried_and_stored_sequences(artifact: Path) -> None:
 
 
 def test_occasion_changes_with_calendar_and_request(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = CvrServable()
     promo = CALENDAR.promotions[0].start
     ts_dp = int(pd.Timestamp(promo).timestamp()) + 3600
@@ -160,7 +142,7 @@ def test_occasion_changes_with_calendar_and_request(artifact: Path) -> None:
 
 
 def test_bad_input_and_missing_store(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = CvrServable()
     with pytest.raises(InvalidInput) as err:
         asyncio.run(

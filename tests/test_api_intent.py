@@ -12,14 +12,13 @@ import argparse
 import asyncio
 import importlib.util
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
+from bench.common import OrtLoaded
 from service.errors import InvalidInput
 from service.runtime.manifest import read_manifest
 from service.servables.coupons import allocate
@@ -56,23 +55,6 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         job.load_data = original
 
 
-class OrtLoaded:
-    """A loaded version over a plain ORT session (the registry's batching is not under test)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.manifest = read_manifest(path)
-        self.version = self.manifest.version
-        spec = self.manifest.graphs["score"]
-        self.session = ort.InferenceSession(
-            str(path / spec.file), providers=["CPUExecutionProvider"]
-        )
-
-    async def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, dict(inputs)), strict=True))
-
-
 def _user_events(user: str) -> list[tuple[str, int]]:
     rows = EVENTS[(EVENTS["user_id"] == user) & (EVENTS["ts"] < CUT)]
     return list(zip(rows["action"].tolist(), rows["ts"].astype(int).tolist(), strict=True))
@@ -88,7 +70,7 @@ def test_artifact_records_what_serving_needs(artifact: Path) -> None:
 
 
 def test_stateless_scores_match_the_training_features(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = IntentServable()
     users = [UserInput(u, _user_events(u)) for u in ("u1", "u2", "u3")]
     at, scores = asyncio.run(servable.score(loaded, users, None, at=CUT))
@@ -116,7 +98,7 @@ def test_stateless_scores_match_the_training_features(artifact: Path) -> None:
 
 
 def test_unknown_users_get_an_explicit_cold_start(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     _, scores = asyncio.run(
         IntentServable().score(
             loaded, [UserInput("nobody", []), UserInput("u1", _user_events("u1"))], None, CUT
@@ -128,7 +110,7 @@ def test_unknown_users_get_an_explicit_cold_start(artifact: Path) -> None:
 
 
 def test_bad_input_is_invalid_input(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = IntentServable()
     with pytest.raises(InvalidInput) as err:
         asyncio.run(servable.score(loaded, [UserInput("a", []), UserInput("a", [])], None, CUT))
@@ -139,7 +121,7 @@ def test_bad_input_is_invalid_input(artifact: Path) -> None:
 
 
 def test_ten_thousand_users_in_one_call(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     rng = np.random.default_rng(1)
     users = [
         UserInput(
@@ -156,7 +138,7 @@ def test_ten_thousand_users_in_one_call(artifact: Path) -> None:
 
 
 def test_allocation_on_scores_respects_budget(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     users = [UserInput(f"u{i}", _user_events(f"u{i}")) for i in range(60)]
     _, scores = asyncio.run(IntentServable().score(loaded, users, None, CUT))
     warm = [s for s in scores if not s["cold_start"]]

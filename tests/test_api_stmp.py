@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
+from bench.common import OrtLoaded
 from service.errors import InvalidInput, NotFound
 from service.runtime.manifest import read_manifest
 from service.servables.stmp import STMPServable, StoreSalesHistory
@@ -55,24 +55,6 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         job.load_data = original
 
 
-class OrtLoaded:
-    """A loaded version over plain ORT sessions (the registry's batching is not under test)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.manifest = read_manifest(path)
-        self.version = self.manifest.version
-        self.sessions = {
-            name: ort.InferenceSession(str(path / spec.file), providers=["CPUExecutionProvider"])
-            for name, spec in self.manifest.graphs.items()
-        }
-
-    async def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sess = self.sessions[graph]
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, dict(inputs)), strict=True))
-
-
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -86,7 +68,7 @@ async def _with_history(url: str, version: str, fn: Any) -> Any:
 
 
 def test_forecast_next_festival_has_ordered_intervals(artifact: Path, clean_redis: str) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = STMPServable(seed=0)
 
     async def go(history: StoreSalesHistory) -> dict[str, Any]:
@@ -104,7 +86,7 @@ def test_forecast_next_festival_has_ordered_intervals(artifact: Path, clean_redi
 
 
 def test_ingest_moves_origin_and_refreshes_task(artifact: Path, clean_redis: str) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = STMPServable(seed=0)
     tb = servable.tables(loaded)
     end = tb.date_of(tb.history_end_step)
@@ -138,7 +120,7 @@ def test_ingest_moves_origin_and_refreshes_task(artifact: Path, clean_redis: str
 
 
 def test_bad_requests_raise_core_errors(artifact: Path, clean_redis: str) -> None:
-    loaded = OrtLoaded(artifact)
+    loaded = OrtLoaded(artifact, threads=1)
     servable = STMPServable(seed=0)
     tb = servable.tables(loaded)
 

@@ -16,7 +16,6 @@ No torch here. Per pair the servable
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.errors import InvalidInput, NotReady
-from service.servables.loaded import Loaded
+from service.servables.loaded import Loaded, per_version
 from training.features.cvr import (
     ACTION_IDS,
     FIELDS,
@@ -114,22 +113,10 @@ class CvrVersionConfig:
 
 
 class CvrServable:
-    """Request logic; one instance per process, per-version config cached by version dir."""
-
-    def __init__(self) -> None:
-        self._configs: dict[str, CvrVersionConfig] = {}
-        self._lock = threading.Lock()
+    """Request logic; one instance per process, per-version config kept on the version."""
 
     def config(self, loaded: Loaded) -> CvrVersionConfig:
-        key = str(loaded.path)
-        with self._lock:
-            cfg = self._configs.get(key)
-            if cfg is None:
-                cfg = CvrVersionConfig.from_loaded(loaded)
-                if len(self._configs) > 8:  # old versions are retired; keep the cache small
-                    self._configs.clear()
-                self._configs[key] = cfg
-            return cfg
+        return per_version(loaded, "cvr.config", CvrVersionConfig.from_loaded)
 
     def features(
         self,

@@ -35,6 +35,7 @@ import numpy as np
 
 from service.errors import InvalidInput, NotFound, NotReady
 from service.servables.dinop_features import DinopFeatures
+from service.servables.loaded import per_version
 from service.servables.stmp import StoreSalesHistory
 from service.state import keys
 from service.state.store import CasOutcome, VersionedState
@@ -128,14 +129,8 @@ def _ts_date(ts: float) -> dt.date:
 class DinopServable:
     """Request logic around the `step`, `forecast` and `bop` graphs."""
 
-    def __init__(self) -> None:
-        self._tables: dict[str, Tables] = {}
-
     def tables(self, loaded: Any) -> Tables:
-        key = f"{loaded.version}"
-        if key not in self._tables:
-            self._tables = {key: Tables.from_loaded(loaded)}  # keep only the live version
-        return self._tables[key]
+        return per_version(loaded, "dinop.tables", Tables.from_loaded)
 
     # ---- promotions ------------------------------------------------------------------------
     async def register(self, store: Any, promo: Promotion) -> None:

@@ -32,7 +32,7 @@ from service.servables.intent_features import (
     build_features,
     counts_from_events,
 )
-from service.servables.loaded import Loaded
+from service.servables.loaded import Loaded, per_version
 
 MODEL = "intent"
 GRAPH = "score"
@@ -113,14 +113,10 @@ def window_end(at: int, spec: FeatureSpec) -> int:
 class IntentServable:
     """Request logic around the `score` graph; one instance serves every artifact version."""
 
-    def __init__(self) -> None:
-        self._configs: dict[str, IntentConfig] = {}
-
     def config(self, loaded: Loaded) -> IntentConfig:
-        key = f"{loaded.path}:{loaded.version}"
-        if key not in self._configs:
-            self._configs[key] = IntentConfig.from_manifest(loaded.manifest)
-        return self._configs[key]
+        return per_version(
+            loaded, "intent.config", lambda v: IntentConfig.from_manifest(v.manifest)
+        )
 
     async def score(
         self,

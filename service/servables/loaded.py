@@ -7,9 +7,9 @@ the model work without the registry and its micro-batcher.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -20,7 +20,24 @@ class Loaded(Protocol):
     version: str
     path: Path
     manifest: Any
+    state: dict[str, Any]  # per-version objects servables derive (tables, configs)
 
     async def infer(
         self, graph: str, inputs: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]: ...
+
+
+T = TypeVar("T")
+
+
+def per_version(loaded: Loaded, key: str, build: Callable[[Loaded], T]) -> T:
+    """`build(loaded)` once per loaded version, kept on the version itself.
+
+    The registry gives each version its own `state` dict and drops it with the version, so
+    a servable needs no cache of its own keyed by path or version (and none that outlives
+    the versions it was built for).
+    """
+    if key not in loaded.state:
+        loaded.state[key] = build(loaded)
+    value: T = loaded.state[key]
+    return value

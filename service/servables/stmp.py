@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.errors import InvalidInput, NotFound
-from service.servables.loaded import Loaded
+from service.servables.loaded import Loaded, per_version
 
 MODEL = "stmp"
 DEFAULT_SAMPLES = 200  # predictive samples per period; fixed so the batcher can concatenate
@@ -175,17 +175,12 @@ class STMPServable:
     """Request logic of `/v1/forecast/festival` and the STMP part of `/v1/sales`."""
 
     def __init__(self, seed: int | None = None) -> None:
-        self._tables: dict[str, STMPTables] = {}
         self._rng = np.random.default_rng(seed)
 
     def tables(self, loaded: Loaded) -> STMPTables:
-        key = str(loaded.path)
-        if key not in self._tables:
-            self._tables[key] = STMPTables.load(loaded.path, loaded.manifest, loaded.version)
-            # Versions come and go; keep the newest few only.
-            while len(self._tables) > 3:
-                self._tables.pop(next(iter(self._tables)))
-        return self._tables[key]
+        return per_version(
+            loaded, "stmp.tables", lambda v: STMPTables.load(v.path, v.manifest, v.version)
+        )
 
     # ---- history --------------------------------------------------------------------
     def _ext_rows(
