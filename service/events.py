@@ -421,8 +421,11 @@ class EventPipeline:
             e.index: [] for e in events
         }
         for upd in updaters:
-            users = await self.store.get_states(upd.model, "user", [e.user_id for e in events])
-            items = await self.store.get_states(upd.model, "item", [e.item_id for e in events])
+            states = await self.store.get_states_of(
+                upd.model,
+                [("user", e.user_id) for e in events] + [("item", e.item_id) for e in events],
+            )
+            users, items = states[: len(events)], states[len(events) :]
             # A retried event whose item side is already written computes from the item state
             # it used before (the stored one now includes this very event).
             item_inputs = [
