@@ -35,13 +35,18 @@ def redis_url(embedded_redis: EmbeddedRedis) -> str:
     return embedded_redis.url
 
 
-@pytest.fixture
-def clean_redis(embedded_redis: EmbeddedRedis) -> str:
+def flushed(server: EmbeddedRedis) -> str:
     """The server's URL after FLUSHALL (restarting it first if a test stopped it)."""
-    url = embedded_redis.ensure_running()
+    url = server.ensure_running()
     client = redis.Redis.from_url(url)
     try:
         client.flushall()
     finally:
         client.close()
     return url
+
+
+@pytest.fixture
+def clean_redis(embedded_redis: EmbeddedRedis) -> str:
+    """An empty server for each test."""
+    return flushed(embedded_redis)

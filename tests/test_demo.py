@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import torch
 
 from service.runtime.manifest import Manifest, read_manifest
 from service.state.embedded import EmbeddedRedis
+from tests.conftest import flushed
 from training.demo import ensure_demo_models
 from training.jobs import JOBS
 
@@ -53,13 +53,7 @@ def manifests(demo: tuple[Path, list[Path]]) -> dict[str, Manifest]:
 @pytest.fixture(scope="module")
 def demo_redis(embedded_redis: EmbeddedRedis) -> str:
     """The session's Valkey, flushed once: the module's requests build on each other."""
-    url = embedded_redis.ensure_running()
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushall()
-    finally:
-        client.close()
-    return url
+    return flushed(embedded_redis)
 
 
 @pytest.fixture(scope="module")

@@ -118,6 +118,26 @@ def sniff(path: Path) -> Sniffed:
     return Sniffed(path, compression_of(path), encoding, sep, fields)
 
 
+def read_small_csv(path: Path) -> pd.DataFrame:
+    """A whole small CSV (a calendar, a store table) as strings, columns stripped.
+
+    For files that fit in memory at once; the large event logs go through `read_rows`.
+    Values stay text so each adapter parses and counts bad rows the same explicit way.
+    """
+    sniffed = sniff(path)
+    frame = pd.read_csv(
+        path,
+        sep=sniffed.sep,
+        dtype=str,
+        keep_default_na=False,
+        compression=sniffed.compression,
+        encoding=sniffed.encoding,
+        encoding_errors="replace",
+    )
+    frame.columns = [c.strip() for c in frame.columns]
+    return frame
+
+
 def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
     """Files named, plus the files inside named folders (sorted); missing paths are a 422."""
     if not paths:

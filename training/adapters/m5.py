@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.adapters.common import DataError, expand_paths, read_rows, sniff, to_float
+from training.adapters.common import (
+    DataError,
+    expand_paths,
+    read_rows,
+    read_small_csv,
+    sniff,
+    to_float,
+)
 from training.calendar import ORDINARY, m5_day_type
 from training.schemas import SALES_COLUMNS, ImportReport, SalesData, sha256_of
 
@@ -69,23 +76,8 @@ def _classify(files: list[Path], report: ImportReport) -> dict[str, Path]:
     return found
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    sniffed = sniff(path)
-    frame = pd.read_csv(
-        path,
-        sep=sniffed.sep,
-        dtype=str,
-        keep_default_na=False,
-        compression=sniffed.compression,
-        encoding=sniffed.encoding,
-        encoding_errors="replace",
-    )
-    frame.columns = [c.strip() for c in frame.columns]
-    return frame
-
-
 def _calendar(path: Path) -> pd.DataFrame:
-    raw = _read_csv(path)
+    raw = read_small_csv(path)
     cal = pd.DataFrame(
         {
             "date": pd.to_datetime(raw["date"], format="%Y-%m-%d", errors="coerce"),
@@ -109,7 +101,7 @@ def _calendar(path: Path) -> pd.DataFrame:
 
 
 def _aggregate(path: Path, calendar: pd.DataFrame | None, report: ImportReport) -> pd.DataFrame:
-    raw = _read_csv(path)
+    raw = read_small_csv(path)
     report.rows_read += len(raw)
     date = pd.to_datetime(raw["date"], format="ISO8601", errors="coerce")
     sales = pd.to_numeric(raw["sales"], errors="coerce")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.adapters.common import DataError, expand_paths, read_rows, sniff
+from training.adapters.common import DataError, expand_paths, read_rows, read_small_csv, sniff
 from training.calendar import ORDINARY, walmart_day_type
 from training.schemas import SALES_COLUMNS, ImportReport, SalesData, sha256_of
 
@@ -63,17 +63,9 @@ def _classify(files: list[Path], report: ImportReport) -> dict[str, Path]:
 
 
 def _read_small(path: Path) -> pd.DataFrame:
-    sniffed = sniff(path)
-    frame = pd.read_csv(
-        path,
-        sep=sniffed.sep,
-        dtype=str,
-        keep_default_na=False,
-        compression=sniffed.compression,
-        encoding=sniffed.encoding,
-        encoding_errors="replace",
-    )
-    frame.columns = [c.strip().lower() for c in frame.columns]
+    """Walmart's files differ in header case between copies (`Store` / `store`)."""
+    frame = read_small_csv(path)
+    frame.columns = [c.lower() for c in frame.columns]
     return frame
 
 
