@@ -25,34 +25,30 @@ def _family(ours: str) -> str:
     return ours.split(" ")[0].split("(")[0].lower()
 
 
-def _is_ablation(name: str, ours: str) -> bool:
-    family = _family(ours)
-    # "online"/"offline" are the two halves of the IMN replay check, not competitors.
-    return name.lower().startswith(family) or family in {"online", "offline"}
-
-
 def accuracy_row(record: dict[str, Any], file: str) -> str:
     metric = record["primary_metric"]
     higher = bool(record["higher_is_better"])
     ours = record["ours"]
     methods = record["methods"]
     mine = methods[ours].get(metric)
+    # A parity check (online replay vs offline, with its tolerance) compares ours with its
+    # one reference; a contest compares ours with every method not of our model's family.
+    parity = "tolerance_pp" in record
     peers = {
         name: scores[metric]
         for name, scores in methods.items()
-        if name != ours and not _is_ablation(name, ours) and metric in scores
+        if name != ours
+        and metric in scores
+        and (parity or not name.lower().startswith(_family(ours)))
     }
-    if not peers and ours == "online":
-        peers = {n: s[metric] for n, s in methods.items() if n != ours and metric in s}
     if peers:
         best = max(peers, key=peers.__getitem__) if higher else min(peers, key=peers.__getitem__)
         best_value = peers[best]
-        if higher:
-            verdict = "ours ahead" if mine > best_value else "baseline ahead"
-        else:
-            verdict = "ours ahead" if mine < best_value else "baseline ahead"
-        if ours == "online":
+        if parity:
             verdict = f"gap {abs(mine - best_value) * 100:.2f} pp"
+        else:
+            ahead = mine > best_value if higher else mine < best_value
+            verdict = "ours ahead" if ahead else "baseline ahead"
         peer_text = f"{best} {best_value:.4f}"
     else:
         peer_text, verdict = "-", "-"
