@@ -404,6 +404,8 @@ REAL_EVENTS = [
     ("tianchi", "tianchi_mobile", 1_288, 26),
     ("tmall_brand", "tmall_brand_2013", 138_847, 707),
     ("tmall_ijcai15", "tmall_ijcai15_userlog", 7_774, 49),
+    # data_format2: rows are activity records (events), 7,989 user x merchant lines
+    ("tmall_ijcai15_format2", "tmall_ijcai15_format2", 87_511, 7_663),
     ("yoochoose", "yoochoose_clicks", 70_278, 17_794),
 ]
 
@@ -436,3 +438,26 @@ def test_real_walmart_and_m5_samples() -> None:
     m5 = load_sales([DATA / "m5"], "m5")
     assert m5.report.rows_ok == 1_547 and len(m5.sales) == 1_547
     assert {"thanksgiving", "christmas", "newyear", "superbowl", "easter"} <= set(m5.day_types)
+
+
+def test_real_online_retail_sample() -> None:
+    path = DATA / "uci_online_retail_ii"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    lines = 502_938 + 320_705  # the two sheets' files, per the folder README
+    log = load_events([path], "online_retail")
+    assert log.report.rows_read == lines
+    assert log.report.rows_ok + sum(log.report.bad_rows.values()) == lines
+    assert set(log.events["action"]) == {"purchase"}
+    check_events(log.events)
+    sales = load_sales([path], "online_retail")
+    assert sales.report.rows_ok + sum(sales.report.bad_rows.values()) == lines
+    assert sales.frequency == "W" and sales.sales["category"].nunique() == 11
+    assert set(sales.day_types) == {"ordinary", "black_friday", "cyber_monday", "christmas"}
+    festival_weeks = sales.sales.loc[sales.sales["day_type"] != "ordinary", "date"].unique()
+    assert {str(d.date()) for d in festival_weeks} == {
+        "2009-12-21",
+        "2010-11-22",
+        "2010-11-29",
+        "2010-12-20",
+    }

@@ -4,17 +4,19 @@ Why one entry point: every job and the `salecast data` command accept `--format`
 `--data`, and must fail the same clear way for an unknown format, a missing file or a file
 of the wrong shape (a 422-style `InvalidInput`, never a traceback deep in pandas). Each
 format lives in `training/adapters/<format>.py` with `FORMAT`, `KIND`, `DESCRIPTION` and
-`load(paths)`; `synthetic` is the generator's default output (`training.synthetic`).
+`load(paths)`, or `load_events(paths)` and `load_sales(paths)` for a format that holds both
+(Online Retail: invoice lines are purchases and, summed, sales); `synthetic` is the
+generator's default output (`training.synthetic`).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from service.errors import InvalidInput
 from training.adapters.common import DataError, expand_paths
@@ -67,6 +69,13 @@ FORMATS: dict[str, FormatInfo] = {
             "training.adapters.tmall_ijcai15",
         ),
         FormatInfo(
+            "tmall_ijcai15_format2",
+            "events",
+            "IJCAI-15 data_format2 train/test_format2.csv: user x merchant lines, "
+            "activity_log 'item:cat:brand:mmdd:action#...' (2014)",
+            "training.adapters.tmall_ijcai15_format2",
+        ),
+        FormatInfo(
             "yoochoose",
             "events",
             "YOOCHOOSE clicks/buys .dat (no header) or session-rec SessionId,ItemId,Time",
@@ -84,6 +93,13 @@ FORMATS: dict[str, FormatInfo] = {
             "M5 calendar.csv + m5_agg_demand_full.csv, or sales_train_*.csv wide -> store x cat",
             "training.adapters.m5",
         ),
+        FormatInfo(
+            "online_retail",
+            "both",
+            "UCI Online Retail II / Online Retail invoice lines (either sheet's names; CSV, "
+            "not xlsx): purchases; weekly country x product-group sales",
+            "training.adapters.online_retail",
+        ),
     )
 }
 
@@ -97,6 +113,17 @@ def _info(fmt: str, kind: Literal["events", "sales"]) -> FormatInfo:
     return info
 
 
+def _loader(
+    info: FormatInfo, kind: Literal["events", "sales"]
+) -> Callable[[list[Path | str]], Any]:
+    """The adapter's `load`, or for a format holding both kinds its `load_events`/`load_sales`."""
+    adapter = importlib.import_module(info.module)
+    loader: Callable[[list[Path | str]], Any] = getattr(
+        adapter, f"load_{kind}" if info.kind == "both" else "load"
+    )
+    return loader
+
+
 def load_events(paths: Sequence[Path | str], fmt: str) -> EventLog:
     """Canonical events from files (or folders) in `fmt`; `synthetic` ignores `paths`."""
     info = _info(fmt, "events")
@@ -105,8 +132,7 @@ def load_events(paths: Sequence[Path | str], fmt: str) -> EventLog:
 
         return generate_events()
     expand_paths(paths)  # missing files are reported before the adapter is imported
-    adapter = importlib.import_module(info.module)
-    log: EventLog = adapter.load(list(paths))
+    log: EventLog = _loader(info, "events")(list(paths))
     return log
 
 
@@ -118,8 +144,7 @@ def load_sales(paths: Sequence[Path | str], fmt: str) -> SalesData:
 
         return generate_sales()
     expand_paths(paths)
-    adapter = importlib.import_module(info.module)
-    data: SalesData = adapter.load(list(paths))
+    data: SalesData = _loader(info, "sales")(list(paths))
     return data
 
 

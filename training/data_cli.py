@@ -52,6 +52,20 @@ def write_canonical(data: EventLog | SalesData, out: Path) -> list[Path]:
     return written
 
 
+def _describe(data: EventLog | SalesData) -> None:
+    """The import report, then what the canonical frame holds."""
+    _write(data.report.summary())
+    if isinstance(data, EventLog):
+        first, last = data.window
+        _write(f"{len(data.events)} events, {first} .. {last} UTC, sha256 {data.sha256}")
+    else:
+        _write(
+            f"{len(data.sales)} rows, {data.sales['region'].nunique()} regions x "
+            f"{data.sales['category'].nunique()} categories, frequency {data.frequency}, "
+            f"day types {', '.join(data.day_types)}, sha256 {data.sha256}"
+        )
+
+
 def run_data_command(args: argparse.Namespace) -> int:
     """Entry point for `salecast data ...`; returns the process exit code."""
     try:
@@ -67,23 +81,21 @@ def run_data_command(args: argparse.Namespace) -> int:
                     "format", f"unknown format {args.format!r}; known: {', '.join(FORMATS)}"
                 )
             paths = [Path(p) for p in args.data]
-            data: EventLog | SalesData = (
-                load_sales(paths, args.format)
-                if info.kind == "sales"
-                else load_events(paths, args.format)
-            )
-            _write(data.report.summary())
-            if isinstance(data, EventLog):
-                first, last = data.window
-                _write(f"{len(data.events)} events, {first} .. {last} UTC, sha256 {data.sha256}")
-            else:
-                _write(
-                    f"{len(data.sales)} rows, {data.sales['region'].nunique()} regions x "
-                    f"{data.sales['category'].nunique()} categories, frequency {data.frequency}, "
-                    f"day types {', '.join(data.day_types)}, sha256 {data.sha256}"
+            if info.kind == "both" and args.out.suffix.lower() in (".csv", ".gz"):
+                raise InvalidInput(
+                    "out",
+                    f"{args.format} holds events and sales: give a folder, "
+                    "which gets events.csv, sales.csv and static.csv",
                 )
-            for path in write_canonical(data, args.out):
-                _write(f"wrote {path}")
+            imported: list[EventLog | SalesData] = []
+            if info.kind in ("events", "both"):
+                imported.append(load_events(paths, args.format))
+            if info.kind in ("sales", "both"):
+                imported.append(load_sales(paths, args.format))
+            for data in imported:
+                _describe(data)
+                for path in write_canonical(data, args.out):
+                    _write(f"wrote {path}")
             return 0
         if args.data_command == "synth":
             from training.synthetic import generate_events, generate_sales

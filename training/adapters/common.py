@@ -24,7 +24,7 @@ import gzip
 import io
 import re
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -88,6 +88,11 @@ def _head_bytes(path: Path, n: int = 1 << 16) -> bytes:
     if kind == "zip":
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.namelist() if not m.endswith("/")]
+            if "xl/workbook.xml" in members:  # .xlsx is a zip of XML parts
+                raise DataError(
+                    f"{path.name} is an Excel workbook (.xlsx); no Excel reader is installed: "
+                    "save each sheet as CSV (plain or gzip) and pass those files"
+                )
             if len(members) != 1:
                 raise InvalidInput("data", f"{path}: a zip must hold exactly one file")
             with archive.open(members[0]) as fh:
@@ -116,6 +121,38 @@ def sniff(path: Path) -> Sniffed:
     sep = "\t" if "\t" in first else ","
     fields = [f.strip().strip('"').lower() for f in first.split(sep)]
     return Sniffed(path, compression_of(path), encoding, sep, fields)
+
+
+def normalise_column(name: str) -> str:
+    """A header name compared case-, space- and underscore-blind (`Customer ID` = `customerid`)."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def header_columns(
+    sniffed: Sniffed,
+    columns: Mapping[str, Sequence[str]],
+    optional: Sequence[str] = (),
+) -> dict[str, int]:
+    """Field index of each wanted column, found by any of its public names.
+
+    `columns` maps our key to the names copies of a data set use for it (`"price":
+    ("Price", "UnitPrice")`); names match when equal after `normalise_column`. A wanted
+    column that is absent is a `DataError` whose field is the column's first public name,
+    unless its key is in `optional` (then it is left out of the result).
+    """
+    found = {normalise_column(name): i for i, name in enumerate(sniffed.first_fields)}
+    out: dict[str, int] = {}
+    for key, names in columns.items():
+        index = next((found[n] for n in map(normalise_column, names) if n in found), None)
+        if index is not None:
+            out[key] = index
+        elif key not in optional:
+            raise DataError(
+                f"{sniffed.path.name}: no {' / '.join(names)} column "
+                f"(header: {', '.join(sniffed.first_fields)})",
+                field=names[0],
+            )
+    return out
 
 
 def read_small_csv(path: Path) -> pd.DataFrame:
