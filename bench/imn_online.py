@@ -50,38 +50,34 @@ def replay_online(artifact: Path, events: Any, n_history: int, k: int = 20) -> d
     from fastapi.testclient import TestClient
 
     from service.api.main import create_app
-    from service.events import unregister_updater
     from service.state.embedded import EmbeddedRedis
 
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp)) as server:
         app = create_app(
             artifacts_dir=artifact.parent.parent, redis_url=server.url, poll_interval_s=0
         )
-        try:
-            with TestClient(app) as client:
-                history = [_event(r) for r in events.iloc[:n_history].itertuples()]
-                for start in range(0, len(history), 500):
-                    resp = client.post("/v1/events", json={"events": history[start : start + 500]})
-                    resp.raise_for_status()
-                hits, ndcg, fallbacks, n = 0, 0.0, 0, 0
-                t0 = time.perf_counter()
-                for row in events.iloc[n_history:].itertuples():
-                    resp = client.get(
-                        f"/v1/recommendations/{row.user_id}", params={"k": k, "at": float(row.ts)}
-                    )
-                    resp.raise_for_status()
-                    body = resp.json()
-                    ids = [it["item_id"] for it in body["items"]]
-                    fallbacks += int(body["fallback"])
-                    if str(row.item_id) in ids:
-                        hits += 1
-                        ndcg += 1.0 / np.log2(2.0 + ids.index(str(row.item_id)))
-                    out = client.post("/v1/events", json={"events": [_event(row)]})
-                    out.raise_for_status()
-                    n += 1
-                log.info("online replay: %d events in %.1fs", n, time.perf_counter() - t0)
-        finally:
-            unregister_updater("imn")
+        with TestClient(app) as client:
+            history = [_event(r) for r in events.iloc[:n_history].itertuples()]
+            for start in range(0, len(history), 500):
+                resp = client.post("/v1/events", json={"events": history[start : start + 500]})
+                resp.raise_for_status()
+            hits, ndcg, fallbacks, n = 0, 0.0, 0, 0
+            t0 = time.perf_counter()
+            for row in events.iloc[n_history:].itertuples():
+                resp = client.get(
+                    f"/v1/recommendations/{row.user_id}", params={"k": k, "at": float(row.ts)}
+                )
+                resp.raise_for_status()
+                body = resp.json()
+                ids = [it["item_id"] for it in body["items"]]
+                fallbacks += int(body["fallback"])
+                if str(row.item_id) in ids:
+                    hits += 1
+                    ndcg += 1.0 / np.log2(2.0 + ids.index(str(row.item_id)))
+                out = client.post("/v1/events", json={"events": [_event(row)]})
+                out.raise_for_status()
+                n += 1
+            log.info("online replay: %d events in %.1fs", n, time.perf_counter() - t0)
     return {
         f"recall@{k}": hits / max(n, 1),
         f"ndcg@{k}": ndcg / max(n, 1),

@@ -132,13 +132,17 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
             np.asarray([e.ts if us[0] is None else us[0].ts]),
             np.asarray([e.ts if it[0] is None else it[0].ts]),
         )
-        await store.redis.hset(
+        await store.execute(
+            "naive_set",
+            "HSET",
             keys.state(MODEL, "user", e.user_id),
-            mapping={"v": encode_vector(new_u[0]), "ts": e.ts, "eid": e.event_id},
+            *("v", encode_vector(new_u[0]), "ts", e.ts, "eid", e.event_id),
         )
-        await store.redis.hset(
+        await store.execute(
+            "naive_set",
+            "HSET",
             keys.state(MODEL, "item", e.item_id),
-            mapping={"v": encode_vector(new_i[0]), "ts": e.ts, "eid": e.event_id},
+            *("v", encode_vector(new_i[0]), "ts", e.ts, "eid", e.event_id),
         )
         lat.append(time.perf_counter() - s)
     naive_run = latency_run(

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         gt=0,
         description="How long an event id is remembered, so a retried event is not applied twice.",
     )
+    max_future_seconds: float = Field(
+        default=300.0,
+        ge=0.0,
+        le=86_400.0,
+        description="How far ahead of the server clock an event's timestamp may be (client clock "
+        "skew); later events are rejected, since one of them would make every real event of "
+        "its user stale until that time.",
+    )
     drain_timeout_s: float = Field(
         default=20.0,
         ge=0.0,

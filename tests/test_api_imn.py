@@ -38,14 +38,10 @@ def client(artifact: Path, clean_redis: str) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
     from service.api.main import create_app
-    from service.events import unregister_updater
 
     app = create_app(artifacts_dir=artifact.parent.parent, redis_url=clean_redis, poll_interval_s=0)
-    try:
-        with TestClient(app) as c:
-            yield c
-    finally:
-        unregister_updater("imn")  # the updater registry is process-wide
+    with TestClient(app) as c:
+        yield c
 
 
 def _post(client: Any, events: list[dict[str, Any]]) -> dict[str, Any]:

@@ -162,7 +162,7 @@ async def _ingest(url: str, users: list[str], **options: Any) -> Any:
     from service.state.store import StateStore, UserWrite
 
     store = await StateStore.connect(url, **options)
-    await store.redis.flushdb()
+    await store.execute("flush", "FLUSHDB")
     rows = EVENTS[EVENTS["user_id"].isin(users) & (EVENTS["ts"] < CUT)]
     writes = [
         UserWrite(r.user_id, r.event_id, float(r.ts), r.action, r.item_id)

@@ -61,17 +61,10 @@ def client(demo: tuple[Path, list[Path]], demo_redis: str) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
     from service.api.main import create_app
-    from service.events import registered_updaters, unregister_updater
 
-    before = {u.model for u in registered_updaters()}
     app = create_app(artifacts_dir=demo[0], redis_url=demo_redis, poll_interval_s=0)
-    added = {u.model for u in registered_updaters()} - before
-    try:
-        with TestClient(app) as c:
-            yield c
-    finally:
-        for name in added | {"imn"}:  # the updater registry is process-wide
-            unregister_updater(name)
+    with TestClient(app) as c:
+        yield c
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -264,9 +257,7 @@ def test_every_model_loaded_warm_and_ready(client: Any, demo: tuple[Path, list[P
 
 
 def test_imn_updater_is_registered(client: Any) -> None:
-    from service.events import registered_updaters
-
-    assert "imn" in {u.model for u in registered_updaters()}
+    assert "imn" in {u.model for u in client.app.state.updaters}
 
 
 # ---- 3. one realistic request per route -----------------------------------------------------

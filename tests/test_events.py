@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -18,7 +18,8 @@ from service.api.errors import install_error_handlers
 from service.api.routes.events import router
 from service.errors import NotReady, StateStoreError
 from service.events import Event, EventPipeline, make_waves
-from service.state.store import StateStore, UserResult, UserWrite
+from service.events.two_phase import TwoPhaseWriter
+from service.state.store import StateStore, UserResult, UserWrite, WaveEvent, WaveResult
 
 NOW = float(int(time.time()) // 3600 * 3600 - 7200)  # two hours ago, hour-aligned
 
@@ -32,6 +33,7 @@ class ToyUpdater:
 
     def __init__(self) -> None:
         self.waves: list[list[str]] = []
+        self.committed_items: list[str] = []
 
     def initial_user_state(self) -> np.ndarray:
         return np.zeros(2, dtype=np.float32)
@@ -55,6 +57,9 @@ class ToyUpdater:
         new_u = 0.5 * user_states + item_states + np.stack([np.ones(len(events)), dt], axis=1)
         new_i = item_states + np.array([1.0, 0.0])
         return new_u.astype(np.float32), new_i.astype(np.float32)
+
+    def committed(self, events: Sequence[Event], item_states: np.ndarray) -> None:
+        self.committed_items += [e.item_id for e in events]
 
 
 def make_app(url: str, updaters: list[Any], store_cls: type[StateStore] = StateStore) -> FastAPI:
@@ -207,21 +212,151 @@ class CrashAfterItems(StateStore):
         return await super().apply_user_events(writes)
 
 
-def test_retry_after_a_crash_applies_each_event_exactly_once(clean_redis: str) -> None:
+def test_two_phase_retry_after_a_crash_applies_each_event_exactly_once(clean_redis: str) -> None:
+    """The cluster writer (item side, then the user's slot) recovers from a crash between."""
     batch = [ev("e1", "u1", "i1", NOW + 1), ev("e2", "u2", "i2", NOW + 2)]
-    app = make_app(clean_redis, [ToyUpdater()], store_cls=CrashAfterItems)
-    with TestClient(app) as client:
-        assert client.post("/v1/events", json={"events": batch}).status_code == 503
-        # items were written, users were not: the client retries the whole batch
-        assert read_states(clean_redis, "toy", "item", ["i1"])[0] is not None
-        assert read_states(clean_redis, "toy", "user", ["u1"])[0] is None
-        r = client.post("/v1/events", json={"events": batch}).json()
-        assert r["applied"] == 2
-        assert client.post("/v1/events", json={"events": batch}).json()["duplicate"] == 2
+
+    async def main() -> tuple[int, int, int]:
+        store = await CrashAfterItems.connect(clean_redis)
+        try:
+            pipeline = EventPipeline(store, [ToyUpdater()])
+            pipeline.writer = TwoPhaseWriter(store)
+            with pytest.raises(StateStoreError):
+                await pipeline.process(batch)
+            # items were written, users were not: the client retries the whole batch
+            assert (await store.get_states("toy", "item", ["i1"]))[0] is not None
+            assert (await store.get_states("toy", "user", ["u1"]))[0] is None
+            first = await pipeline.process(batch)
+            again = await pipeline.process(batch)
+            return first.count("applied"), again.count("duplicate"), again.count("applied")
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == (2, 2, 0)
     [i1_after] = read_states(clean_redis, "toy", "item", ["i1"])
     [u1] = read_states(clean_redis, "toy", "user", ["u1"])
     np.testing.assert_allclose(i1_after.vector, [1.0, 0.0])  # applied once, not twice
     np.testing.assert_allclose(u1.vector, [2.0, 0.0])  # computed from the post-event item
+
+
+class AnswerLost(StateStore):
+    """A real store whose first wave write reaches Redis but whose answer is lost, as when the
+    process dies after the script ran (the loss is injected; the write is real)."""
+
+    lost = False
+
+    async def apply_wave(
+        self, models: Sequence[str], events: Sequence[WaveEvent]
+    ) -> list[WaveResult]:
+        results = await super().apply_wave(models, events)
+        if not AnswerLost.lost:
+            AnswerLost.lost = True
+            raise StateStoreError("injected: the answer of a committed wave was lost")
+        return results
+
+
+def test_atomic_retry_after_a_lost_answer_applies_each_event_exactly_once(clean_redis: str) -> None:
+    batch = [ev("e1", "u1", "i1", NOW + 1), ev("e2", "u2", "i1", NOW + 2)]
+    app = make_app(clean_redis, [ToyUpdater()], store_cls=AnswerLost)
+    with TestClient(app) as client:
+        assert client.post("/v1/events", json={"events": batch}).status_code == 503
+        # the first wave (e1) is in Redis whole: user, item, sequence; e2 was never sent
+        [u1] = read_states(clean_redis, "toy", "user", ["u1"])
+        assert u1 is not None and u1.version == (NOW + 1, "e1")
+        r = client.post("/v1/events", json={"events": batch}).json()
+        assert [x["status"] for x in r["results"]] == ["duplicate", "applied"]
+        assert client.post("/v1/events", json={"events": batch}).json()["duplicate"] == 2
+    [i1] = read_states(clean_redis, "toy", "item", ["i1"])
+    np.testing.assert_allclose(i1.vector, [2.0, 0.0])  # each event applied to it once
+
+
+class CompetingWriter(StateStore):
+    """A real store that lets another replica commit a newer event of the same user between
+    this pipeline's read and its write, once (the interleaving is forced, the Redis is real)."""
+
+    url = ""
+    other: ClassVar[list[dict[str, Any]]] = []
+
+    async def apply_wave(
+        self, models: Sequence[str], events: Sequence[WaveEvent]
+    ) -> list[WaveResult]:
+        if CompetingWriter.other:
+            batch, CompetingWriter.other = CompetingWriter.other, []
+            other = await StateStore.connect(CompetingWriter.url)
+            try:
+                await EventPipeline(other, [ToyUpdater()]).process(batch)
+            finally:
+                await other.close()
+        return await super().apply_wave(models, events)
+
+
+def test_an_event_turned_stale_by_another_replica_writes_nothing(clean_redis: str) -> None:
+    """Replica B commits u's newer event between replica A's read and A's write: A's event is
+    rejected as stale and its item keeps the state it had (no half-applied event)."""
+    CompetingWriter.url = clean_redis
+    CompetingWriter.other = [ev("b1", "u", "ib", NOW + 20)]
+    app = make_app(clean_redis, [ToyUpdater()], store_cls=CompetingWriter)
+    with TestClient(app) as client:
+        r = client.post("/v1/events", json={"events": [ev("a1", "u", "ia", NOW + 10)]}).json()
+    assert [x["status"] for x in r["results"]] == ["rejected"]
+    assert r["results"][0]["reason"].startswith("stale")
+    assert read_states(clean_redis, "toy", "item", ["ia"]) == [None]
+    [u] = read_states(clean_redis, "toy", "user", ["u"])
+    assert u.version == (NOW + 20, "b1")
+
+
+class CountingClient:
+    """Counts round trips (one per `execute` or `pipeline` call) of a real client."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.round_trips = 0
+
+    async def execute(self, *command: Any) -> Any:
+        self.round_trips += 1
+        return await self.inner.execute(*command)
+
+    async def pipeline(self, commands: Sequence[Any]) -> list[Any]:
+        self.round_trips += 1
+        return await self.inner.pipeline(commands)
+
+    def scan(self, match: str, count: int) -> Any:
+        return self.inner.scan(match, count)
+
+    async def load_script(self, source: str) -> None:
+        self.round_trips += 1
+        await self.inner.load_script(source)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@pytest.mark.parametrize("size", [4, 64, 512])
+def test_round_trips_per_wave_do_not_grow_with_the_wave(clean_redis: str, size: int) -> None:
+    """One read for the batch and one script per wave, whatever the wave's size."""
+
+    async def main() -> tuple[int, int]:
+        store = await StateStore.connect(clean_redis)
+        counting = CountingClient(store.client)
+        store.client = counting  # type: ignore[assignment]
+        try:
+            pipeline = EventPipeline(store, [ToyUpdater()])
+            one_wave = [ev(f"e{k}", f"u{k}", f"i{k}", NOW + k) for k in range(size)]
+            two_waves = [ev(f"f{k}", f"u{k}", f"i{k}", NOW + size + k) for k in range(size)] + [
+                ev(f"g{k}", f"u{k}", f"j{k}", NOW + 2 * size + k) for k in range(size)
+            ]
+            before = counting.round_trips
+            assert (await pipeline.process(one_wave)).count("applied") == size
+            first = counting.round_trips - before
+            before = counting.round_trips
+            assert (await pipeline.process(two_waves)).count("applied") == 2 * size
+            return first, counting.round_trips - before
+        finally:
+            await store.close()
+
+    one, two = asyncio.run(main())
+    assert one <= 4  # read + one script (+ SCRIPT LOAD and the re-run on a fresh server)
+    assert two == 3  # read + two scripts
 
 
 def test_two_replicas_racing_on_one_user_lose_nothing(clean_redis: str) -> None:

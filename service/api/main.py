@@ -220,6 +220,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     app.state.store = None
     app.state.draining = False
     app.state.in_flight = 0
+    app.state.updaters = []  # StateUpdaters of the events pipeline, added by servables
     install_error_handlers(app)
     _include_routers(app)
     app.add_middleware(RequestContextMiddleware, state=app.state)

@@ -135,12 +135,12 @@ class DinopServable:
     # ---- promotions ------------------------------------------------------------------------
     async def register(self, store: Any, promo: Promotion) -> None:
         value = json.dumps({"type": promo.type, "date": promo.date.isoformat()})
-        await store._timed("dinop_promotions", store.redis.hset(PROMOTIONS_KEY, promo.key, value))
+        await store.execute("dinop_promotions", "HSET", PROMOTIONS_KEY, promo.key, value)
 
     async def promotions(self, store: Any) -> list[Promotion]:
-        raw = await store._timed("dinop_promotions", store.redis.hgetall(PROMOTIONS_KEY))
+        flat = await store.execute("dinop_promotions", "HGETALL", PROMOTIONS_KEY)
         out = []
-        for value in (raw or {}).values():
+        for value in (flat or [])[1::2]:
             data = json.loads(value)
             out.append(Promotion(data["type"], dt.date.fromisoformat(data["date"])))
         return sorted(out, key=lambda p: (p.date, p.type))

@@ -202,11 +202,16 @@ class IMNUpdater:
         new_user[:, 2 * d] = item_idx
         new_user[:, 2 * d + 1] = np.where(is_purchase > 0, 0.0, dt_purchase)
         new_item = np.asarray(out["new_item_state"], dtype=np.float32)
-        # Write-through: this replica ranks with its own events at once (see module doc).
-        known = item_idx > 0
-        t.table[item_idx[known], :d] = new_item[known]
-        np.add.at(t.popularity, item_idx[known], 1.0)
         return new_user, new_item
+
+    def committed(self, events: Sequence[Any], item_states: np.ndarray) -> None:
+        """Write-through of the item states the store accepted: this replica ranks with its
+        own events at once (see module doc), and never with a state Redis refused."""
+        _, t = self._tables()
+        item_idx = t.item_idx([e.item_id for e in events])
+        known = item_idx > 0
+        t.table[item_idx[known], : t.dim] = item_states[known]
+        np.add.at(t.popularity, item_idx[known], 1.0)
 
 
 @dataclass(frozen=True)
@@ -281,9 +286,8 @@ def _maybe_refresh(loaded: Any, store: Any, t: IMNTables) -> None:
 
 
 def install(app: Any) -> None:
-    """Register the load hook (tables + shared input) and the events pipeline's updater."""
-    from service.events import register_updater
-
+    """Register the load hook (tables + shared input) and add IMN's state updater to the
+    app's events pipeline (`app.state.updaters`)."""
     registry = app.state.registry
 
     async def on_load(loaded: Any) -> None:
@@ -295,4 +299,4 @@ def install(app: Any) -> None:
             log.info("imn item table loaded", extra={"from_redis": n, "items": len(tables.items)})
 
     registry.add_load_hook(MODEL, on_load)
-    register_updater(IMNUpdater(registry))
+    app.state.updaters.append(IMNUpdater(registry))

@@ -590,9 +590,7 @@ class StoreSalesHistory:
     async def get_task(self, region: str) -> tuple[np.ndarray, float] | None:
         from service.state.store import decode_vector
 
-        raw = await self.store._timed(
-            "stmp_task", self.store.redis.hmget(self._task_key(region), ["v", "weight"])
-        )
+        raw = await self.store.execute("stmp_task", "HMGET", self._task_key(region), "v", "weight")
         if not raw or raw[0] is None or raw[1] is None:
             return None
         weight = raw[1].decode() if isinstance(raw[1], bytes) else raw[1]
@@ -601,11 +599,14 @@ class StoreSalesHistory:
     async def set_task(self, region: str, vector: np.ndarray, weight: float) -> None:
         from service.state.store import encode_vector
 
-        await self.store._timed(
+        await self.store.execute(
             "stmp_task",
-            self.store.redis.hset(
-                self._task_key(region), mapping={"v": encode_vector(vector), "weight": weight}
-            ),
+            "HSET",
+            self._task_key(region),
+            "v",
+            encode_vector(vector),
+            "weight",
+            weight,
         )
 
 

@@ -12,24 +12,6 @@
 --
 -- Ordering first, then the version check: an older event must be reported as stale even
 -- when the read was also outdated, so the caller does not recompute it for nothing.
--- Event ids compare bytewise (Lua's < on strings follows the server's locale).
-
-local function strcmp(a, b)
-  if a == b then return 0 end
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then
-      if x < y then return -1 else return 1 end
-    end
-  end
-  if #a < #b then return -1 else return 1 end
-end
-
-local function cmp(ts, eid, cts, ceid)
-  if ts < cts then return -1 elseif ts > cts then return 1 end
-  return strcmp(eid, ceid)
-end
 
 local cur = redis.call('HMGET', KEYS[1], 'ts', 'eid')
 if cur[1] then

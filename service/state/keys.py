@@ -10,11 +10,13 @@ key                                             holds
                                                 model's recurrent user state and the (event time,
                                                 event id) that produced it
 ``sc:{i:<item>}:st:<model>``                    the same for an item
-``sc:{u:<user>}:last``                          hash ``ts``, ``eid`` of the newest applied event of
-                                                the user (the order guard when no model is loaded)
 ``sc:{u:<user>}:ev:<event id>``                 idempotency key of one applied event (TTL)
-``sc:{u:<user>}:seq``                           list, oldest first, of ``ts␟action␟category␟item``
-                                                (bounded: the newest N events)
+``sc:{u:<user>}:seq``                           list, oldest first, of
+                                                ``ts␟action␟category␟item␟event id`` (bounded:
+                                                the newest N events); its tail is the user's
+                                                newest applied event, the order guard
+``sc:commits``                                  integer: events committed so far on a single
+                                                server (each applied event's commit number)
 ``sc:{u:<user>}:cnt:<bucket s>:<bucket start>``  hash action -> count for one hour/day bucket (TTL)
 ``sc:{r:<region>}:h:<name>``                    hash row key (ISO date) -> float32 bytes, bounded
 ==============================================  ==================================================
@@ -35,6 +37,7 @@ from __future__ import annotations
 from typing import Literal
 
 PREFIX = "sc"
+COMMITS = f"{PREFIX}:commits"
 Entity = Literal["user", "item"]
 _TAG_LETTER: dict[str, str] = {"user": "u", "item": "i"}
 _ESCAPED = "%{}*?[]\\"
@@ -79,11 +82,6 @@ def region_tag(region: str) -> str:
 def state(model: str, entity: str, identifier: str) -> str:
     """A model's recurrent state of one user or item."""
     return f"{PREFIX}:{tag(entity, identifier)}:st:{escape(model)}"
-
-
-def last_event(user_id: str) -> str:
-    """(ts, event id) of the user's newest applied event."""
-    return f"{PREFIX}:{user_tag(user_id)}:last"
 
 
 def idempotency(user_id: str, event_id: str) -> str:

@@ -5,12 +5,15 @@ What lives here and why it is shaped this way:
 * Vectors are stored as raw little-endian float32 bytes, not JSON: a 64-d state is 256 bytes
   instead of ~1.2 kB of text, and decoding is one `np.frombuffer` instead of a parser.
 * Every model-state write is a Lua compare-and-set keyed on the event's ``(ts, event id)``
-  (`cas_state.lua`, `apply_user.lua`), so an older or a repeated event can never overwrite
-  newer state, whatever order replicas and retries arrive in.
+  (`apply_wave.lua` on one server, `cas_state.lua` + `apply_user.lua` on a cluster), so an older
+  or a repeated event can never overwrite newer state, whatever order replicas and retries
+  arrive in.
 * All keys of one user share the ``{u:<id>}`` hash tag (`service.state.keys`), so the
   user-side script can check the idempotency key, write the state, append to the sequence
   and bump the counts atomically even on Redis Cluster.
-* Reads of many ids are pipelined: one round trip per call, not per id.
+* Reads of many ids are pipelined: one round trip per call, not per id. On a single server
+  the client is `MultiplexedRedis` (one pipelined connection shared by all requests), on a
+  cluster redis-py's `RedisCluster` (`service.state.client`).
 * Every Redis call is timed into `REDIS_LATENCY`; failures are counted in `REDIS_ERRORS` and
   raised as `StateStoreError` (HTTP 503: the caller retries, nothing is lost).
 """
@@ -24,18 +27,17 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-from redis import exceptions as redis_exceptions
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from prometheus_client.metrics import Histogram
 
 from service.errors import InvalidInput, StateStoreError
 from service.metrics import REDIS_ERRORS, REDIS_LATENCY
-from service.state import keys
+from service.state import keys, scripts
+from service.state.client import RedisClient, connect_client
+from service.state.resp import Command, ReplyError
 
 T = TypeVar("T")
 
@@ -44,7 +46,7 @@ VECTOR_DTYPE = np.dtype("<f4")
 SEP = "\x1f"  # unit separator between sequence entry fields; ids may not contain it
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss", "valkey+cluster": "redis"}
 PLAIN_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
-_ERRORS = (redis_exceptions.RedisError, OSError, asyncio.TimeoutError)
+_ERRORS = (ConnectionError, OSError, TimeoutError, ReplyError)
 
 
 def format_ts(ts: float) -> str:
@@ -63,6 +65,12 @@ def decode_vector(raw: bytes) -> np.ndarray:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def sequence_entry(ts: float, action: str, category: str | None, item: str, event_id: str) -> str:
+    """One behaviour-sequence entry; the tail entry's ts and event id are the user's newest
+    applied event (the order guard), so no separate key has to be kept for it."""
+    return SEP.join((format_ts(ts), action, category or "", item, event_id))
 
 
 @dataclass(frozen=True)
@@ -141,8 +149,41 @@ class UserSequence:
         return len(self.items)
 
 
-def _load_script(name: str) -> str:
-    return resources.files("service.state").joinpath(name).read_text(encoding="utf-8")
+@dataclass(frozen=True)
+class WaveEvent:
+    """One event of an atomic wave write (`StateStore.apply_wave`).
+
+    `states` holds, per model in the wave's model order: the new user state and the user
+    state it was computed from, the new item state and the item state it was computed from.
+    `verdict_only` events carry no states: the caller saw a newer event of the user and only
+    asks the server whether this one is a duplicate or stale.
+    """
+
+    user_id: str
+    event_id: str
+    ts: float
+    action: str
+    item_id: str
+    category_id: str | None
+    states: tuple[
+        tuple[np.ndarray, VersionedState | None, np.ndarray, VersionedState | None], ...
+    ] = ()
+    verdict_only: bool = False
+
+
+class WaveCode(enum.Enum):
+    APPLIED = 1
+    DUPLICATE = 0
+    STALE = -1
+    CONFLICT = -2
+
+
+@dataclass(frozen=True)
+class WaveResult:
+    code: WaveCode
+    commit: int | None = None  # APPLIED: the store's commit number (the replay order)
+    newer: tuple[float, str] | None = None  # STALE: the user's newer (ts, event id)
+    conflict: tuple[int, str] | None = None  # CONFLICT: (model index, "user" | "item")
 
 
 def parse_url(url: str, cluster: bool | None = None) -> tuple[str, bool]:
@@ -161,8 +202,12 @@ def parse_url(url: str, cluster: bool | None = None) -> tuple[str, bool]:
     raise InvalidInput("redis_url", f"unsupported scheme {parts.scheme!r}")
 
 
+def _state_args(expected: VersionedState | None) -> tuple[str, str]:
+    return ("", "") if expected is None else (expected.ts_text, expected.event_id)
+
+
 class StateStore:
-    """Async state store over one `redis.asyncio` client (standalone or cluster).
+    """Async state store over one `RedisClient` (standalone or cluster).
 
     Options (all per store, set by whoever builds it from `Settings`):
 
@@ -174,7 +219,7 @@ class StateStore:
 
     def __init__(
         self,
-        client: Redis | RedisCluster,
+        client: RedisClient,
         *,
         cluster: bool = False,
         count_bucket_seconds: int = 3600,
@@ -186,15 +231,13 @@ class StateStore:
             raise InvalidInput("count_bucket_seconds", "must divide one day (e.g. 3600, 86400)")
         if sequence_max < 1 or idempotency_ttl_seconds < 1 or count_retention_seconds < 1:
             raise InvalidInput("state store", "bounds and TTLs must be positive")
-        self.redis = client
+        self.client = client
         self.cluster = cluster
         self.count_bucket_seconds = count_bucket_seconds
         self.count_retention_seconds = count_retention_seconds
         self.sequence_max = sequence_max
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
-        self._cas = client.register_script(_load_script("cas_state.lua"))
-        self._apply_user = client.register_script(_load_script("apply_user.lua"))
-        self._history = client.register_script(_load_script("history_append.lua"))
+        self._latency: dict[str, Histogram] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -204,27 +247,32 @@ class StateStore:
     ) -> StateStore:
         """Connect to `url` and check it answers PING (StateStoreError when it does not)."""
         normalised, is_cluster = parse_url(url, cluster)
-        client: Redis | RedisCluster
-        common: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
         try:
-            if is_cluster:
-                client = RedisCluster.from_url(normalised, **common)
-            else:
-                client = Redis.from_url(normalised, **common)
+            client = connect_client(normalised, cluster=is_cluster, timeout_s=timeout_s)
         except (ValueError, *_ERRORS) as exc:
             REDIS_ERRORS.labels(operation="connect").inc()
             raise StateStoreError(f"cannot connect to Redis: {exc}") from exc
         store = cls(client, cluster=is_cluster, **options)
-        await store.ping()
+        try:
+            await store.ping()
+        except StateStoreError:
+            await store.close()
+            raise
         return store
 
     async def ping(self) -> bool:
-        return bool(await self._timed("ping", self.redis.ping()))
+        return bool(await self._timed("ping", self.client.execute("PING")))
 
     async def close(self) -> None:
         # Closing a dead connection is not an error worth raising.
         with contextlib.suppress(*_ERRORS):
-            await self.redis.aclose()
+            await self.client.close()
+
+    def _histogram(self, operation: str) -> Histogram:
+        child = self._latency.get(operation)
+        if child is None:
+            child = self._latency[operation] = REDIS_LATENCY.labels(operation=operation)
+        return child
 
     async def _timed(self, operation: str, awaitable: Awaitable[T]) -> T:
         """Await one Redis call: latency into REDIS_LATENCY, failures as StateStoreError."""
@@ -235,29 +283,38 @@ class StateStore:
             REDIS_ERRORS.labels(operation=operation).inc()
             raise StateStoreError(f"redis {operation} failed: {exc}") from exc
         finally:
-            REDIS_LATENCY.labels(operation=operation).observe(time.perf_counter() - start)
+            self._histogram(operation).observe(time.perf_counter() - start)
 
-    def _pipeline(self) -> Any:
-        return self.redis.pipeline(transaction=False)
+    async def execute(self, operation: str, *command: Any) -> Any:
+        """One raw command (timed as `operation`); servables use it for their own keys."""
+        return await self._timed(operation, self.client.execute(*command))
 
-    async def _run_scripts(
-        self, operation: str, script: Any, calls: Sequence[tuple[list[str], list[Any]]]
+    async def pipeline(self, operation: str, commands: Sequence[Command]) -> list[Any]:
+        """Raw commands in one round trip; an error reply of any of them raises."""
+        replies = await self._timed(operation, self.client.pipeline(commands))
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                REDIS_ERRORS.labels(operation=operation).inc()
+                raise StateStoreError(f"redis {operation} failed: {reply}")
+        return replies
+
+    async def run_script(
+        self, operation: str, script: scripts.Script, calls: Sequence[tuple[Sequence[Any], ...]]
     ) -> list[Any]:
-        """Run one script for many key sets, in order per key: one pipeline on standalone
-        Redis; on a cluster, concurrent calls (each to its own slot's node), sequential per
-        hash tag."""
+        """Run `script` once per ``(keys, args)`` call, in order per key.
+
+        One server: one pipeline of ``EVALSHA`` (loading the script and re-running the refused
+        calls if the server answers ``NOSCRIPT``). A cluster: calls on one hash tag run one
+        after the other, as in a pipeline; different tags run concurrently on their nodes.
+        """
         if not calls:
             return []
+        commands: list[Command] = [("EVALSHA", script.sha, len(k), *k, *a) for k, a in calls]
         if not self.cluster:
-            pipe = self._pipeline()
-            for k, a in calls:
-                await script(keys=k, args=a, client=pipe)
-            return list(await self._timed(operation, pipe.execute()))
-        # Calls on one hash tag (one user, one item) keep their order: they run one after the
-        # other, as in a pipeline; different tags run concurrently.
+            return await self._timed(operation, self._evalsha(script, commands))
         groups: dict[str, list[int]] = {}
         for i, (k, _) in enumerate(calls):
-            first = k[0]
+            first = str(k[0])
             groups.setdefault(first[first.find("{") : first.find("}") + 1], []).append(i)
         results: list[Any] = [None] * len(calls)
         gate = asyncio.Semaphore(64)
@@ -265,10 +322,25 @@ class StateStore:
         async def chain(indices: list[int]) -> None:
             async with gate:
                 for i in indices:
-                    results[i] = await script(keys=calls[i][0], args=calls[i][1])
+                    (results[i],) = await self._evalsha(script, [commands[i]])
 
         await self._timed(operation, asyncio.gather(*(chain(g) for g in groups.values())))
         return results
+
+    async def _evalsha(self, script: scripts.Script, commands: list[Command]) -> list[Any]:
+        replies = await self.client.pipeline(commands)
+        refused = [
+            i for i, r in enumerate(replies) if isinstance(r, ReplyError) and r.code == "NOSCRIPT"
+        ]
+        if refused:
+            await self.client.load_script(script.source)
+            again = await self.client.pipeline([commands[i] for i in refused])
+            for i, reply in zip(refused, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise reply
+        return replies
 
     # ---- model states ----------------------------------------------------------------------
 
@@ -285,10 +357,10 @@ class StateStore:
         one pipeline, so the events path pays one round trip per wave, not one per entity."""
         if not refs:
             return []
-        pipe = self._pipeline()
-        for entity, identifier in refs:
-            pipe.hmget(keys.state(model, entity, identifier), "v", "ts", "eid")
-        rows = await self._timed("get_states", pipe.execute())
+        rows = await self.pipeline(
+            "get_states",
+            [("HMGET", keys.state(model, entity, i), "v", "ts", "eid") for entity, i in refs],
+        )
         return [_versioned(row) for row in rows]
 
     async def cas_state(
@@ -316,17 +388,11 @@ class StateStore:
         calls = [
             (
                 [keys.state(model, entity, identifier)],
-                [
-                    format_ts(ts),
-                    event_id,
-                    encode_vector(vector),
-                    "" if expected is None else expected.ts_text,
-                    "" if expected is None else expected.event_id,
-                ],
+                [format_ts(ts), event_id, encode_vector(vector), *_state_args(expected)],
             )
             for identifier, vector, ts, event_id, expected in writes
         ]
-        results = await self._run_scripts("cas_state", self._cas, calls)
+        results = await self.run_script("cas_state", scripts.CAS_STATE, calls)
         return [CasOutcome(int(r)) for r in results]
 
     async def scan_states(
@@ -337,7 +403,7 @@ class StateStore:
         not be seen, as SCAN guarantees."""
         pattern = keys.state_pattern(model, entity)
         batch: list[str] = []
-        iterator = self.redis.scan_iter(match=pattern, count=count)
+        iterator = self.client.scan(pattern, count)
         while True:
             try:
                 raw_key = await self._timed("scan", iterator.__anext__())
@@ -356,10 +422,7 @@ class StateStore:
     ) -> AsyncIterator[tuple[str, VersionedState]]:
         if not key_list:
             return
-        pipe = self._pipeline()
-        for key in key_list:
-            pipe.hmget(key, "v", "ts", "eid")
-        rows = await self._timed("scan_load", pipe.execute())
+        rows = await self.pipeline("scan_load", [("HMGET", k, "v", "ts", "eid") for k in key_list])
         for key, row in zip(key_list, rows, strict=True):
             state = _versioned(row)
             if state is not None:
@@ -372,21 +435,105 @@ class StateStore:
         user's newest applied event. One pipeline."""
         if not pairs:
             return []
-        pipe = self._pipeline()
+        commands: list[Command] = []
         for user_id, event_id in pairs:
-            pipe.exists(keys.idempotency(user_id, event_id))
-            pipe.hmget(keys.last_event(user_id), "ts", "eid")
-        rows = await self._timed("user_guards", pipe.execute())
-        out = []
-        for i in range(len(pairs)):
-            seen, last = rows[2 * i], rows[2 * i + 1]
-            version = None if last[0] is None else (float(last[0]), _text(last[1]))
-            out.append(UserGuard(bool(seen), version))
-        return out
+            commands.append(("EXISTS", keys.idempotency(user_id, event_id)))
+            commands.append(("LINDEX", keys.sequence(user_id), -1))
+        rows = await self.pipeline("user_guards", commands)
+        return [
+            UserGuard(bool(rows[2 * i]), tail_version(rows[2 * i + 1])) for i in range(len(pairs))
+        ]
+
+    async def heads(
+        self, models: Sequence[str], users: Sequence[str], items: Sequence[str]
+    ) -> tuple[
+        list[tuple[float, str] | None],
+        list[list[VersionedState | None]],
+        list[list[VersionedState | None]],
+    ]:
+        """What the events pipeline reads before computing, in one round trip: each user's
+        newest applied event (the sequence tail), and per model each user's and each item's
+        state. Returns ``(tails, user_states, item_states)``, the states as one list per model.
+        """
+        commands: list[Command] = [("LINDEX", keys.sequence(u), -1) for u in users]
+        for model in models:
+            commands += [("HMGET", keys.state(model, "user", u), "v", "ts", "eid") for u in users]
+            commands += [("HMGET", keys.state(model, "item", i), "v", "ts", "eid") for i in items]
+        rows = await self.pipeline("heads", commands)
+        tails = [tail_version(r) for r in rows[: len(users)]]
+        user_states, item_states = [], []
+        at = len(users)
+        for _ in models:
+            user_states.append([_versioned(r) for r in rows[at : at + len(users)]])
+            at += len(users)
+            item_states.append([_versioned(r) for r in rows[at : at + len(items)]])
+            at += len(items)
+        return tails, user_states, item_states
 
     def bucket_start(self, ts: float) -> int:
         g = self.count_bucket_seconds
         return math.floor(ts / g) * g
+
+    def _counts_expiry(self, ts: float) -> int:
+        return self.bucket_start(ts) + self.count_bucket_seconds + self.count_retention_seconds
+
+    async def apply_wave(
+        self, models: Sequence[str], events: Sequence[WaveEvent]
+    ) -> list[WaveResult]:
+        """Apply one wave (no user and no item twice) atomically with `apply_wave.lua`: one
+        script call, so the round trips do not grow with the wave. Single server only; a
+        cluster splits user and item keys over slots and uses `cas_states` +
+        `apply_user_events` instead."""
+        if self.cluster:
+            raise StateStoreError("apply_wave needs a single Redis server, not a cluster")
+        if not events:
+            return []
+        k: list[Any] = [keys.COMMITS]
+        a: list[Any] = [len(models), self.sequence_max, self.idempotency_ttl_seconds]
+        for e in events:
+            if SEP in e.user_id or SEP in e.item_id or SEP in e.event_id:
+                raise InvalidInput("events", "ids must not contain the unit separator")
+            bucket = self.bucket_start(e.ts)
+            ts_text = format_ts(e.ts)
+            k += [
+                keys.idempotency(e.user_id, e.event_id),
+                keys.sequence(e.user_id),
+                keys.counts(e.user_id, self.count_bucket_seconds, bucket),
+            ]
+            a += [
+                ts_text,
+                e.event_id,
+                SEP.join((ts_text, e.action, e.category_id or "", e.item_id, e.event_id)),
+                e.action,
+                bucket + self.count_bucket_seconds + self.count_retention_seconds,
+                "v" if e.verdict_only else "a",
+            ]
+            for m, model in enumerate(models):
+                k += [keys.state(model, "user", e.user_id), keys.state(model, "item", e.item_id)]
+                if e.verdict_only:
+                    a += ["", "", "", "", "", ""]
+                    continue
+                new_user, user_from, new_item, item_from = e.states[m]
+                a += [
+                    encode_vector(new_user),
+                    *_state_args(user_from),
+                    encode_vector(new_item),
+                    *_state_args(item_from),
+                ]
+        (flat,) = await self.run_script("apply_wave", scripts.APPLY_WAVE, [(k, a)])
+        out = []
+        for i in range(len(events)):
+            code, x, y = WaveCode(int(flat[3 * i])), flat[3 * i + 1], flat[3 * i + 2]
+            if code is WaveCode.APPLIED:
+                out.append(WaveResult(code, commit=int(x)))
+            elif code is WaveCode.STALE:
+                out.append(WaveResult(code, newer=(float(_text(x)), _text(y))))
+            elif code is WaveCode.CONFLICT:
+                side = "item" if int(y) == 2 else "user"
+                out.append(WaveResult(code, conflict=(int(x), side)))
+            else:
+                out.append(WaveResult(code))
+        return out
 
     async def apply_user_events(self, writes: Sequence[UserWrite]) -> list[UserResult]:
         """Apply events to their users with `apply_user.lua` (each atomic; pipelined)."""
@@ -395,32 +542,25 @@ class StateStore:
             for field, value in (("user_id", w.user_id), ("item_id", w.item_id)):
                 if SEP in value:
                     raise InvalidInput(field, "must not contain the unit separator")
-            bucket = self.bucket_start(w.ts)
             k = [
                 keys.idempotency(w.user_id, w.event_id),
-                keys.last_event(w.user_id),
                 keys.sequence(w.user_id),
-                keys.counts(w.user_id, self.count_bucket_seconds, bucket),
+                keys.counts(w.user_id, self.count_bucket_seconds, self.bucket_start(w.ts)),
             ]
-            entry = SEP.join((format_ts(w.ts), w.action, w.category_id or "", w.item_id))
             a: list[Any] = [
                 format_ts(w.ts),
                 w.event_id,
-                entry,
+                sequence_entry(w.ts, w.action, w.category_id, w.item_id, w.event_id),
                 self.sequence_max,
                 w.action,
-                bucket + self.count_bucket_seconds + self.count_retention_seconds,
+                self._counts_expiry(w.ts),
                 self.idempotency_ttl_seconds,
             ]
             for model, vector, expected in w.states:
                 k.append(keys.state(model, "user", w.user_id))
-                a += [
-                    encode_vector(vector),
-                    "" if expected is None else expected.ts_text,
-                    "" if expected is None else expected.event_id,
-                ]
+                a += [encode_vector(vector), *_state_args(expected)]
             calls.append((k, a))
-        results = await self._run_scripts("apply_user", self._apply_user, calls)
+        results = await self.run_script("apply_user", scripts.APPLY_USER, calls)
         out = []
         for w, r in zip(writes, results, strict=True):
             code = int(r[0])
@@ -441,15 +581,14 @@ class StateStore:
         take = self.sequence_max if n is None else max(0, min(n, self.sequence_max))
         if take == 0:
             return [UserSequence(np.zeros(0), [], [], []) for _ in user_ids]
-        pipe = self._pipeline()
-        for user_id in user_ids:
-            pipe.lrange(keys.sequence(user_id), -take, -1)
-        rows = await self._timed("sequences", pipe.execute())
+        rows = await self.pipeline(
+            "sequences", [("LRANGE", keys.sequence(u), -take, -1) for u in user_ids]
+        )
         out = []
         for row in rows:
             ts, actions, cats, items = [], [], [], []
             for raw in row:
-                t, a, c, i = _text(raw).split(SEP, 3)
+                t, a, c, i = _text(raw).split(SEP, 4)[:4]
                 ts.append(float(t))
                 actions.append(a)
                 cats.append(c or None)
@@ -477,11 +616,14 @@ class StateStore:
         if not user_ids or not n_buckets or not actions:
             return out
         first = self.bucket_start(start)
-        pipe = self._pipeline()
-        for user_id in user_ids:
-            for b in range(n_buckets):
-                pipe.hmget(keys.counts(user_id, g, first + b * g), *actions)
-        rows = await self._timed("action_counts", pipe.execute())
+        rows = await self.pipeline(
+            "action_counts",
+            [
+                ("HMGET", keys.counts(u, g, first + b * g), *actions)
+                for u in user_ids
+                for b in range(n_buckets)
+            ],
+        )
         values = [[0 if v is None else int(v) for v in row] for row in rows]
         out[:] = np.asarray(values, dtype=np.float32).reshape(out.shape)
         return out
@@ -503,8 +645,8 @@ class StateStore:
         args: list[Any] = [limit]
         for row_key, values in rows:
             args += [row_key, encode_vector(values)]
-        result = await self._timed(
-            "append_history", self._history(keys=[keys.history(region, name)], args=args)
+        (result,) = await self.run_script(
+            "append_history", scripts.HISTORY_APPEND, [([keys.history(region, name)], args)]
         )
         return int(result)
 
@@ -512,9 +654,17 @@ class StateStore:
         self, region: str, name: str, n: int | None = None
     ) -> list[tuple[str, np.ndarray]]:
         """The newest `n` rows (all when None), oldest first."""
-        raw = await self._timed("read_history", self.redis.hgetall(keys.history(region, name)))
-        rows = sorted((_text(k), decode_vector(cast(bytes, v))) for k, v in raw.items())
+        flat = await self.execute("read_history", "HGETALL", keys.history(region, name))
+        rows = sorted((_text(flat[i]), decode_vector(flat[i + 1])) for i in range(0, len(flat), 2))
         return rows if n is None else rows[-n:] if n > 0 else []
+
+
+def tail_version(entry: bytes | str | None) -> tuple[float, str] | None:
+    """(ts, event id) of a sequence tail entry (see `sequence_entry`); None when empty."""
+    if entry is None:
+        return None
+    fields = _text(entry).split(SEP)
+    return (float(fields[0]), fields[4] if len(fields) > 4 else "")
 
 
 def _versioned(row: Sequence[bytes | None]) -> VersionedState | None:

@@ -21,7 +21,11 @@ def pipeline_for(request: Request) -> EventPipeline:
     pipeline = getattr(state, "events", None)
     if isinstance(pipeline, EventPipeline) and pipeline.store is store:
         return pipeline
-    pipeline = EventPipeline(store)
+    pipeline = EventPipeline(
+        store,
+        state.updaters,
+        max_future_seconds=state.settings.max_future_seconds,
+    )
     state.events = pipeline
     return pipeline
 
@@ -41,7 +45,13 @@ async def post_events(body: EventsRequest, request: Request) -> EventsResponse:
         rejected=result.count("rejected"),
         models=result.models,
         results=[
-            EventResult(index=o.index, event_id=o.event_id, status=o.status, reason=o.reason)
+            EventResult(
+                index=o.index,
+                event_id=o.event_id,
+                status=o.status,
+                reason=o.reason,
+                commit=o.commit,
+            )
             for o in result.results
         ],
     )

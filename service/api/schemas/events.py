@@ -34,6 +34,11 @@ class EventResult(BaseModel):
     reason: str | None = Field(
         default=None, description="why an event was not applied (None when applied)"
     )
+    commit: int | None = Field(
+        default=None,
+        description="applied on a single Redis server: the store's commit number; replaying "
+        "applied events serially in this order gives the same states (see docs/consistency.md)",
+    )
 
 
 class EventsResponse(BaseModel):
