@@ -103,7 +103,7 @@ def test_events_are_distinct_purchases_per_invoice_with_every_skip_counted(
         "zero_price": 1,
         "no_customer_id": 1,
         "repeated_item_in_invoice": 1,  # 85123a is 85123A, same invoice
-        "invoice_in_earlier_file": 1,
+        "invoice_in_earlier_sheet": 1,
         "bad_quantity": 1,
         "bad_date": 1,
     }
@@ -138,7 +138,7 @@ def test_sales_are_weekly_net_revenue_per_country_and_group_with_festival_weeks(
         "non_product_code": 4,
         "zero_price": 1,
         "partial_edge_week": 2,  # Sunday 11-14 and Monday 12-06: their weeks are cut
-        "invoice_in_earlier_file": 1,
+        "invoice_in_earlier_sheet": 1,
         "bad_quantity": 1,
         "bad_date": 1,
     }
@@ -163,6 +163,22 @@ def test_either_sheets_column_names_and_compression_read_the_same(tmp_path: Path
         pd.testing.assert_frame_equal(a.events, load_events([other], "online_retail").events)
     assert len(a.events) == 1 and a.report.bad_rows == {"non_product_code": 1, "no_customer_id": 1}
     assert a.sha256 != load_events([old], "online_retail").sha256
+
+
+def test_both_sheets_in_one_file_count_the_overlapping_days_once(tmp_path: Path) -> None:
+    sheet1 = [
+        "489434,85048,CHRISTMAS LIGHTS,12,2009-12-01 07:45,6.95,13085,United Kingdom",
+        "536365,84029G,UNION FLAG HOT WATER BOTTLE,6,2010-12-01 08:26,3.39,17850,United Kingdom",
+        "536366,22633,HAND WARMER UNION JACK,6,2010-12-09 08:28,1.85,17850,United Kingdom",
+    ]
+    sheet2 = [
+        *sheet1[1:],  # the 2010-2011 sheet starts with the same nine days
+        "536367,22633,HAND WARMER UNION JACK,6,2010-12-10 09:00,1.85,17851,United Kingdom",
+    ]
+    both = write(tmp_path / "online_retail_II.csv", [II_HEADER, *sheet1, *sheet2])
+    log = load_events([both], "online_retail")
+    assert log.events["user_id"].tolist() == ["13085", "17850", "17850", "17851"]
+    assert log.report.bad_rows == {"invoice_in_earlier_sheet": 2}
 
 
 def test_slashed_dates_day_first_when_a_day_says_so(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ is refused with a message: no Excel reader is among the dependencies.
 A file `StockCode,Description[,n_lines,...]` (as `stockcode_descriptions.csv.gz`
 of the shared sample, whose line files carry no descriptions) gives descriptions too.
 The 2009-2010 sheet's last nine days repeat the first nine of the 2010-2011 sheet: an
-invoice already read from an earlier file is skipped (`invoice_in_earlier_file`).
+invoice already read from an earlier file, or from an earlier sheet of the same file (a
+CSV of both sheets one after the other), is skipped (`invoice_in_earlier_sheet`).
 
 What a line is:
 - a cancellation: invoice starting with `C`, or a negative quantity;
@@ -290,10 +291,34 @@ def _read_descriptions(sniffed: Sniffed, report: ImportReport) -> pd.DataFrame:
     return _description_counts(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
 
 
+def _repeated_invoices(
+    invoice: pd.Series, ts: np.ndarray, valid: np.ndarray, seen: set[str]
+) -> np.ndarray:
+    """Valid lines whose invoice an earlier sheet already holds; adds this file's to `seen`.
+
+    A sheet's lines run in time order, so a line more than a day before the latest one so
+    far starts another sheet (a CSV of both sheets one after the other, as on Kaggle): the
+    two sheets overlap by nine days, and those invoices would otherwise count twice.
+    """
+    latest = np.maximum.accumulate(np.where(valid, ts, np.iinfo(np.int64).min))
+    restart = np.zeros(len(ts), dtype=bool)
+    restart[1:] = valid[1:] & (ts[1:] < latest[:-1] - 86_400)
+    sheet = np.cumsum(restart)
+    repeated = np.zeros(len(ts), dtype=bool)
+    for part in np.unique(sheet):
+        here = (sheet == part) & valid
+        repeated[here] = invoice[here].isin(seen).to_numpy(dtype=bool)
+        seen.update(invoice[here].unique().tolist())
+    return repeated
+
+
 def _read_line_file(
-    sniffed: Sniffed, report: ImportReport, earlier_invoices: set[str]
+    sniffed: Sniffed, report: ImportReport, seen: set[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(valid lines, description counts) of one invoice-line file; bad lines are counted."""
+    """(valid lines, description counts) of one invoice-line file; bad lines are counted.
+
+    `seen` holds the invoices of the files read before; this file's are added to it.
+    """
     col = header_columns(sniffed, LINE_COLUMNS, optional=("description",))
     keys = [k for k in LINE_COLUMNS if k in col]
     required = [col[k] for k in keys if k not in ("description", "customer")]
@@ -310,13 +335,11 @@ def _read_line_file(
     bad_quantity = ~np.isfinite(quantity) | (np.round(quantity) != quantity)
     bad_price = ~np.isfinite(price) & ~bad_quantity
     bad_date = (ts < 0) & ~bad_quantity & ~bad_price
-    earlier = raw["invoice"].isin(earlier_invoices).to_numpy(dtype=bool) & ~(
-        bad_quantity | bad_price | bad_date
-    )
+    earlier = _repeated_invoices(raw["invoice"], ts, ~(bad_quantity | bad_price | bad_date), seen)
     report.add_bad("bad_quantity", int(bad_quantity.sum()))
     report.add_bad("bad_price", int(bad_price.sum()))
     report.add_bad("bad_date", int(bad_date.sum()))
-    report.add_bad("invoice_in_earlier_file", int(earlier.sum()))
+    report.add_bad("invoice_in_earlier_sheet", int(earlier.sum()))
     keep = ~(bad_quantity | bad_price | bad_date | earlier)
     lines = pd.DataFrame(
         {
@@ -365,7 +388,6 @@ def read_lines(paths: Sequence[Path | str], report: ImportReport) -> Lines:
             counts.append(_read_descriptions(sniffed, report))
             continue
         lines, described = _read_line_file(sniffed, report, seen)
-        seen.update(lines["invoice"].unique().tolist() if len(lines) else [])
         parts.append(lines)
         counts.append(described)
     frames = [p for p in parts if len(p)]
