@@ -11,20 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_body, install_error_handlers
+from service.api.fast import register_schemas
 from service.api.routes import ROUTERS
 from service.api.schemas import ErrorResponse
+from service.api.schemas.cvr import CvrScoreRequest
+from service.api.schemas.events import EventsRequest
+from service.api.schemas.forecast import FestivalForecastRequest
+from service.api.schemas.intent import IntentScoreRequest
+from service.api.schemas.promotion import PromotionForecastRequest
 from service.config import Settings
 from service.errors import StateStoreError
 from service.logs import REQUEST_ID, configure_logging
@@ -36,6 +44,8 @@ log = logging.getLogger("service.access")
 app_log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Documented on every route so the OpenAPI schema shows the one error body clients get
 # (FastAPI's default 422 schema describes a different shape).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -57,19 +67,36 @@ class RequestContextMiddleware:
     Pure ASGI rather than BaseHTTPMiddleware so the request-id contextvar set here is the one the
     endpoint's task sees, and so streaming bodies are not buffered. An exception that escapes the
     app becomes a 500 in the common error shape here, with the request id, and is logged.
+
+    It runs on every request, so it does no more than it must: a made-up request id is a
+    per-process random prefix and a counter (no `uuid4` system call), histogram children are
+    looked up once per (route, method, status), and the access-log record is built only when
+    INFO is enabled. Unknown HTTP methods are counted as ``other`` so a client cannot grow the
+    metric's label set.
     """
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
         self.state = state
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(6)
+        self._latency: dict[tuple[str, str, int], Any] = {}
+
+    def _request_id(self, scope: Scope) -> str:
+        for name, value in scope.get("headers") or ():
+            if name == _REQUEST_ID_BYTES:
+                text = value.decode("latin-1")
+                if _VALID_ID.match(text):
+                    return text
+                break
+        return f"{self._prefix}{next(self._ids):020x}"  # 32 hex digits, as a uuid4().hex
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode(), b"")
-        text = supplied.decode("latin-1")
-        request_id = text if _VALID_ID.match(text) else uuid.uuid4().hex
+        request_id = self._request_id(scope)
+        header = (_REQUEST_ID_BYTES, request_id.encode())
         token = REQUEST_ID.set(request_id)
         start = time.perf_counter()
         status = 500
@@ -82,9 +109,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
-                headers = list(message.get("headers") or [])
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
         try:
@@ -93,8 +118,6 @@ class RequestContextMiddleware:
             app_log.exception("unhandled error")
             if started:
                 raise
-            from fastapi.responses import JSONResponse
-
             response = JSONResponse(
                 error_body("internal_error", "internal server error"), status_code=500
             )
@@ -103,14 +126,21 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")
-            REQUEST_LATENCY.labels(route=route, method=method, status=str(status)).observe(elapsed)
+            label = method if method in _METHODS else "other"
+            key = (route, label, status)
+            child = self._latency.get(key)
+            if child is None:
+                child = self._latency[key] = REQUEST_LATENCY.labels(
+                    route=route, method=label, status=str(status)
+                )
+            child.observe(elapsed)
             self.state.in_flight -= 1
             REQUESTS_IN_FLIGHT.dec()
-            if route not in _QUIET:
+            if route not in _QUIET and log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
                     extra={
-                        "method": method,
+                        "method": label,
                         "path": scope.get("path", ""),
                         "route": route,
                         "status": status,
@@ -223,5 +253,16 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     app.state.updaters = []  # StateUpdaters of the events pipeline, added by servables
     install_error_handlers(app)
     _include_routers(app)
+    # Bodies the hot routes validate themselves (service.api.fast), listed in the schema.
+    register_schemas(
+        app,
+        [
+            EventsRequest,
+            IntentScoreRequest,
+            CvrScoreRequest,
+            FestivalForecastRequest,
+            PromotionForecastRequest,
+        ],
+    )
     app.add_middleware(RequestContextMiddleware, state=app.state)
     return app

@@ -32,7 +32,14 @@ from service.events.schema import Event
 from service.events.updater import StateUpdater, compute_states
 from service.events.waves import make_waves
 from service.metrics import CAS_CONFLICTS
-from service.state.store import StateStore, VersionedState, WaveCode, WaveEvent, format_ts
+from service.state.store import (
+    ModelStates,
+    StateStore,
+    VersionedState,
+    WaveCode,
+    WaveEvent,
+    format_ts,
+)
 
 Version = tuple[float, str]
 
@@ -90,25 +97,23 @@ class AtomicWaveWriter:
             verdict = [e for e in go if (t := tail[e.user_id]) is not None and e.order <= t]
             compute = [e for e in go if (t := tail[e.user_id]) is None or e.order > t]
             computed = await self._compute(compute, updaters, user_state, item_state)
-            wave_events = [
-                WaveEvent(
-                    e.user_id,
-                    e.event_id,
-                    e.ts,
-                    e.action,
-                    e.item_id,
-                    e.category_id,
-                    tuple(
-                        (new_u[row], user_state[m][e.user_id], new_i[row], item_state[m][e.item_id])
-                        for m, (new_u, new_i) in enumerate(computed)
-                    ),
+            states = [
+                ModelStates(
+                    new_u,
+                    [user_state[m][e.user_id] for e in compute],
+                    new_i,
+                    [item_state[m][e.item_id] for e in compute],
                 )
-                for row, e in enumerate(compute)
+                for m, (new_u, new_i) in enumerate(computed)
+            ]
+            wave_events = [
+                WaveEvent(e.user_id, e.event_id, e.ts, e.action, e.item_id, e.category_id)
+                for e in compute
             ] + [
-                WaveEvent(e.user_id, e.event_id, e.ts, e.action, e.item_id, e.category_id, (), True)
+                WaveEvent(e.user_id, e.event_id, e.ts, e.action, e.item_id, e.category_id, True)
                 for e in verdict
             ]
-            results = await self.store.apply_wave(models, wave_events)
+            results = await self.store.apply_wave(models, wave_events, states)
             written_items: list[list[int]] = [[] for _ in updaters]
             for row, (e, res) in enumerate(zip(compute + verdict, results, strict=True)):
                 if res.code is WaveCode.APPLIED:

@@ -1,20 +1,23 @@
-"""What the pipeline answers per event, and the counters each answer bumps."""
+"""What the pipeline answers per event, and the counters the answers add up to."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.events.schema import Event, EventIn, Status
 from service.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE, EVENTS_REJECTED
 
 
-@dataclass
+@dataclass(slots=True)
 class EventOutcome:
     index: int
     event_id: str | None
     status: Status
     reason: str | None = None
     commit: int | None = None  # applied on a single server: the store's commit number
+    label: str = ""  # the metric label: the action (applied) or the field (rejected)
 
 
 @dataclass
@@ -34,18 +37,15 @@ def rejected(index: int, event_id: str | None, field_name: str, reason: str) -> 
     label = field_name.split(".")[0] if field_name else "event"
     if label not in EventIn.model_fields and label not in ("stale", "state"):
         label = "event"  # unknown (extra) field names must not grow the label set
-    EVENTS_REJECTED.labels(field=label).inc()
-    return EventOutcome(index, event_id, "rejected", reason)
+    return EventOutcome(index, event_id, "rejected", reason, label=label)
 
 
 def duplicate(index: int, event_id: str, reason: str) -> EventOutcome:
-    EVENTS_DUPLICATE.inc()
     return EventOutcome(index, event_id, "duplicate", reason)
 
 
 def applied(e: Event, commit: int | None = None) -> EventOutcome:
-    EVENTS_APPLIED.labels(action=e.action).inc()
-    return EventOutcome(e.index, e.event_id, "applied", None, commit)
+    return EventOutcome(e.index, e.event_id, "applied", None, commit, e.action)
 
 
 def stale(e: Event, newer: tuple[float, str]) -> EventOutcome:
@@ -56,3 +56,15 @@ def stale(e: Event, newer: tuple[float, str]) -> EventOutcome:
 
 def conflict_exhausted(e: Event) -> EventOutcome:
     return rejected(e.index, e.event_id, "state", "conflict: state kept changing; retry")
+
+
+def count(results: Sequence[EventOutcome]) -> None:
+    """Add a batch's answers to the events counters: one increment per label, not per event."""
+    tally = Counter((o.status, o.label) for o in results)
+    for (status, label), n in tally.items():
+        if status == "applied":
+            EVENTS_APPLIED.labels(action=label).inc(n)
+        elif status == "duplicate":
+            EVENTS_DUPLICATE.inc(n)
+        else:
+            EVENTS_REJECTED.labels(field=label).inc(n)

@@ -104,4 +104,5 @@ class EventPipeline:
         done = [o for o in results if o is not None]
         if len(done) != len(results):  # every path above fills its slot; guard the invariant
             raise RuntimeError("events pipeline left an event without an outcome")
+        outcomes.count(done)
         return BatchResult(done, [u.model for u in updaters])

@@ -102,7 +102,7 @@ class EventIn(BaseModel):
 _BATCH = TypeAdapter(list[EventIn])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Event:
     """A validated event with its position in the request."""
 
@@ -113,7 +113,7 @@ class Event:
     action: str
     ts: float
     category_id: str | None = None
-    features: Mapping[str, float] = field(default_factory=dict)
+    features: Mapping[str, float] = field(default_factory=dict)  # never mutated
 
     @property
     def order(self) -> tuple[float, str]:

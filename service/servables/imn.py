@@ -240,7 +240,7 @@ async def recommend(
         ids, counts = t.popular(k)
         reason = "no state for this user" if state is None else "state from another model width"
         return Recommendation(
-            [(t.items[i], float(c)) for i, c in zip(ids, counts, strict=True)],
+            [(t.items[i], c) for i, c in zip(ids.tolist(), counts.tolist(), strict=True)],
             True,
             reason,
             loaded.version,
@@ -258,10 +258,11 @@ async def recommend(
             "dt_limited": np.asarray([dt_user + float(vec[2 * d + 1])], dtype=np.float32),
         },
     )
-    ids = out["item_ids"][0][:k]
-    scores = out["scores"][0][:k]
+    ids = out["item_ids"][0][:k].tolist()
+    scores = out["scores"][0][:k].tolist()
+    items = t.items
     return Recommendation(
-        [(t.items[int(i)], float(s)) for i, s in zip(ids, scores, strict=True)],
+        [(items[i], s) for i, s in zip(ids, scores, strict=True)],
         False,
         None,
         loaded.version,

@@ -41,7 +41,9 @@ for e = 0, n - 1 do
   local ts = tonumber(ts_text)
   local code, x, y = 1, 0, 0
   local write_item = {}
-  if redis.call('EXISTS', KEYS[kb + 1]) == 1 then
+  -- The idempotency key is taken first (one call instead of a check and a set) and given
+  -- back below when the event turns out stale or conflicting.
+  if not redis.call('SET', KEYS[kb + 1], '1', 'NX', 'EX', ttl) then
     code = 0
   else
     local tail = redis.call('LINDEX', KEYS[kb + 2], -1)
@@ -89,8 +91,9 @@ for e = 0, n - 1 do
       if redis.call('HINCRBY', KEYS[kb + 3], ARGV[ab + 4], 1) == 1 then
         redis.call('EXPIREAT', KEYS[kb + 3], ARGV[ab + 5])
       end
-      redis.call('SET', KEYS[kb + 1], '1', 'EX', ttl)
       applied[#applied + 1] = #out + 2
+    else
+      redis.call('DEL', KEYS[kb + 1])
     end
   end
   out[#out + 1] = code

@@ -34,6 +34,8 @@ reversible (`unescape`) so SCAN results give back the original ids.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Literal
 
 PREFIX = "sc"
@@ -41,11 +43,12 @@ COMMITS = f"{PREFIX}:commits"
 Entity = Literal["user", "item"]
 _TAG_LETTER: dict[str, str] = {"user": "u", "item": "i"}
 _ESCAPED = "%{}*?[]\\"
+_NEEDS_ESCAPE = re.compile(r"[%{}*?\[\]\\]")
 
 
 def escape(identifier: str) -> str:
     """Percent-encode the characters that could break a hash tag or a SCAN pattern."""
-    if not any(c in _ESCAPED for c in identifier):
+    if _NEEDS_ESCAPE.search(identifier) is None:  # almost every id: one C-level scan
         return identifier
     return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in identifier)
 
@@ -66,6 +69,7 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def tag(entity: str, identifier: str) -> str:
     """``{u:<id>}`` / ``{i:<id>}``: the hash tag of one user or item."""
     return "{" + _TAG_LETTER[entity] + ":" + escape(identifier) + "}"

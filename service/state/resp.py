@@ -85,12 +85,25 @@ class Address:
         )
 
 
+class _Batch:
+    """The replies one `pipeline` call waits for: `count` of them, in order."""
+
+    __slots__ = ("count", "future", "replies", "sent")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int, sent: float) -> None:
+        self.future = future
+        self.count = count
+        self.replies: list[Any] = []
+        self.sent = sent
+
+
 class _Protocol(asyncio.Protocol):
-    """Parses replies and resolves the queued futures in order."""
+    """Parses replies and resolves the waiting batches in order (one future per batch, not
+    per command, so a 500-command pipeline costs one wake-up)."""
 
     def __init__(self, on_lost: Any) -> None:
         self.reader = hiredis.Reader(replyError=ReplyError)
-        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.waiting: deque[_Batch] = deque()
         self.transport: asyncio.Transport | None = None
         self._on_lost = on_lost
 
@@ -101,24 +114,29 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         waiting = self.waiting
+        gets = self.reader.gets
         while True:
             try:
-                reply = self.reader.gets()
+                reply = gets()
             except hiredis.ProtocolError as exc:  # garbage on the wire: nothing is trustworthy
-                self.fail(ConnectionError(f"redis protocol error: {exc}"))
-                if self.transport is not None:
-                    self.transport.close()
+                self._drop(ConnectionError(f"redis protocol error: {exc}"))
                 return
             if reply is False:
                 return
             if not waiting:  # a reply nobody asked for (never expected): drop the connection
-                self.fail(ConnectionError("redis sent a reply with no command waiting"))
-                if self.transport is not None:
-                    self.transport.close()
+                self._drop(ConnectionError("redis sent a reply with no command waiting"))
                 return
-            future, _ = waiting.popleft()
-            if not future.done():
-                future.set_result(reply)
+            batch = waiting[0]
+            batch.replies.append(reply)
+            if len(batch.replies) == batch.count:
+                waiting.popleft()
+                if not batch.future.done():
+                    batch.future.set_result(batch.replies)
+
+    def _drop(self, exc: Exception) -> None:
+        self.fail(exc)
+        if self.transport is not None:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(ConnectionError(f"redis connection lost: {exc or 'closed by the server'}"))
@@ -126,9 +144,9 @@ class _Protocol(asyncio.Protocol):
 
     def fail(self, exc: Exception) -> None:
         while self.waiting:
-            future, _ = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(exc)
+            batch = self.waiting.popleft()
+            if not batch.future.done():
+                batch.future.set_exception(exc)
 
 
 class MultiplexedRedis:
@@ -183,7 +201,8 @@ class MultiplexedRedis:
             hello.append(("AUTH", a.username, a.password) if a.username else ("AUTH", a.password))
         if a.db:
             hello.append(("SELECT", a.db))
-        for reply in await self._replies(protocol, hello):
+        replies = await self._send(protocol, hello) if hello else []
+        for reply in replies:
             if isinstance(reply, ReplyError):
                 if protocol.transport is not None:
                     protocol.transport.close()
@@ -203,7 +222,7 @@ class MultiplexedRedis:
             protocol = self._protocol
             if protocol is None or not protocol.waiting:
                 continue
-            if time.monotonic() - protocol.waiting[0][1] > self.timeout_s:
+            if time.monotonic() - protocol.waiting[0].sent > self.timeout_s:
                 protocol.fail(TimeoutError(f"redis did not answer within {self.timeout_s:g} s"))
                 if protocol.transport is not None:
                     protocol.transport.abort()
@@ -221,27 +240,19 @@ class MultiplexedRedis:
 
     # ---- commands -----------------------------------------------------------------------------
     @staticmethod
-    def _send(protocol: _Protocol, commands: Sequence[Command]) -> list[asyncio.Future[Any]]:
-        """Write `commands` in one buffer; one future per reply, in order."""
+    def _send(protocol: _Protocol, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        """Write `commands` in one buffer; a future of their replies, in order."""
         transport = protocol.transport
         if transport is None:
             raise ConnectionError("redis connection lost")
-        loop = asyncio.get_running_loop()
-        now = time.monotonic()
-        futures: list[asyncio.Future[Any]] = []
-        for _ in commands:
-            future = loop.create_future()
-            protocol.waiting.append((future, now))
-            futures.append(future)
-        transport.write(b"".join([hiredis.pack_command(tuple(c)) for c in commands]))
-        return futures
-
-    @classmethod
-    async def _replies(cls, protocol: _Protocol, commands: Sequence[Command]) -> list[Any]:
-        futures = cls._send(protocol, commands)
-        if len(futures) == 1:
-            return [await futures[0]]
-        return list(await asyncio.gather(*futures)) if futures else []
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        protocol.waiting.append(_Batch(future, len(commands), time.monotonic()))
+        pack = hiredis.pack_command
+        if len(commands) == 1:
+            transport.write(pack(tuple(commands[0])))
+        else:
+            transport.write(b"".join([pack(tuple(c)) for c in commands]))
+        return future
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """Send `commands` back to back; their replies in order (`ReplyError` for errors)."""
@@ -250,14 +261,14 @@ class MultiplexedRedis:
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
             protocol = await self._connection()
-        return await self._replies(protocol, commands)
+        return await self._send(protocol, commands)
 
     async def execute(self, *command: Any) -> Any:
         """One command; an error reply raises `ReplyError`."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
             protocol = await self._connection()
-        reply = await self._send(protocol, (command,))[0]
+        (reply,) = await self._send(protocol, (command,))
         if isinstance(reply, ReplyError):
             raise reply
         return reply

@@ -60,7 +60,8 @@ def encode_vector(vector: np.ndarray | Sequence[float]) -> bytes:
 
 
 def decode_vector(raw: bytes) -> np.ndarray:
-    return np.frombuffer(raw, dtype=VECTOR_DTYPE).astype(np.float32)
+    """A read-only float32 view of the stored bytes (no copy: states are only read)."""
+    return np.frombuffer(raw, dtype=VECTOR_DTYPE)
 
 
 def _text(value: bytes | str) -> str:
@@ -73,12 +74,13 @@ def sequence_entry(ts: float, action: str, category: str | None, item: str, even
     return SEP.join((format_ts(ts), action, category or "", item, event_id))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class VersionedState:
     """A stored state vector and the (event time, event id) that produced it.
 
     `ts_text` is the stored text of the time; the compare-and-set compares versions by that
-    exact text, so pass the whole object back as `expected`.
+    exact text, so pass the whole object back as `expected`. Treated as immutable (not
+    frozen only because a frozen dataclass costs twice as much to build, once per state read).
     """
 
     vector: np.ndarray
@@ -149,12 +151,10 @@ class UserSequence:
         return len(self.items)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WaveEvent:
     """One event of an atomic wave write (`StateStore.apply_wave`).
 
-    `states` holds, per model in the wave's model order: the new user state and the user
-    state it was computed from, the new item state and the item state it was computed from.
     `verdict_only` events carry no states: the caller saw a newer event of the user and only
     asks the server whether this one is a duplicate or stale.
     """
@@ -165,10 +165,28 @@ class WaveEvent:
     action: str
     item_id: str
     category_id: str | None
-    states: tuple[
-        tuple[np.ndarray, VersionedState | None, np.ndarray, VersionedState | None], ...
-    ] = ()
     verdict_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStates:
+    """One model's part of a wave write: row r belongs to the r-th event that is not
+    `verdict_only`. `*_from` are the states each row was computed from (None = none)."""
+
+    new_users: np.ndarray  # [R, user_dim] float32
+    user_from: Sequence[VersionedState | None]
+    new_items: np.ndarray  # [R, item_dim] float32
+    item_from: Sequence[VersionedState | None]
+
+
+def _row_bytes(matrix: np.ndarray) -> list[memoryview]:
+    """Each row of a float32 matrix as little-endian bytes, without a copy per row."""
+    contiguous = np.ascontiguousarray(matrix, dtype=VECTOR_DTYPE)
+    if contiguous.shape[0] == 0:
+        return []
+    flat = memoryview(contiguous.tobytes())
+    width = contiguous.shape[1] * VECTOR_DTYPE.itemsize
+    return [flat[r * width : (r + 1) * width] for r in range(contiguous.shape[0])]
 
 
 class WaveCode(enum.Enum):
@@ -184,6 +202,9 @@ class WaveResult:
     commit: int | None = None  # APPLIED: the store's commit number (the replay order)
     newer: tuple[float, str] | None = None  # STALE: the user's newer (ts, event id)
     conflict: tuple[int, str] | None = None  # CONFLICT: (model index, "user" | "item")
+
+
+_DUPLICATE = WaveResult(WaveCode.DUPLICATE)
 
 
 def parse_url(url: str, cluster: bool | None = None) -> tuple[str, bool]:
@@ -478,34 +499,42 @@ class StateStore:
         return self.bucket_start(ts) + self.count_bucket_seconds + self.count_retention_seconds
 
     async def apply_wave(
-        self, models: Sequence[str], events: Sequence[WaveEvent]
+        self,
+        models: Sequence[str],
+        events: Sequence[WaveEvent],
+        states: Sequence[ModelStates] = (),
     ) -> list[WaveResult]:
         """Apply one wave (no user and no item twice) atomically with `apply_wave.lua`: one
-        script call, so the round trips do not grow with the wave. Single server only; a
-        cluster splits user and item keys over slots and uses `cas_states` +
-        `apply_user_events` instead."""
+        script call, so the round trips do not grow with the wave. `states` has one entry per
+        model. Single server only; a cluster splits user and item keys over slots and uses
+        `cas_states` + `apply_user_events` instead."""
         if self.cluster:
             raise StateStoreError("apply_wave needs a single Redis server, not a cluster")
         if not events:
             return []
+        if len(states) != len(models):
+            raise ValueError("apply_wave needs one ModelStates per model")
+        rows = [(_row_bytes(m.new_users), _row_bytes(m.new_items)) for m in states]
         k: list[Any] = [keys.COMMITS]
         a: list[Any] = [len(models), self.sequence_max, self.idempotency_ttl_seconds]
+        g, retention = self.count_bucket_seconds, self.count_retention_seconds
+        row = 0
         for e in events:
             if SEP in e.user_id or SEP in e.item_id or SEP in e.event_id:
                 raise InvalidInput("events", "ids must not contain the unit separator")
-            bucket = self.bucket_start(e.ts)
-            ts_text = format_ts(e.ts)
+            bucket = math.floor(e.ts / g) * g
+            ts_text = repr(float(e.ts))
             k += [
                 keys.idempotency(e.user_id, e.event_id),
                 keys.sequence(e.user_id),
-                keys.counts(e.user_id, self.count_bucket_seconds, bucket),
+                keys.counts(e.user_id, g, bucket),
             ]
             a += [
                 ts_text,
                 e.event_id,
                 SEP.join((ts_text, e.action, e.category_id or "", e.item_id, e.event_id)),
                 e.action,
-                bucket + self.count_bucket_seconds + self.count_retention_seconds,
+                bucket + g + retention,
                 "v" if e.verdict_only else "a",
             ]
             for m, model in enumerate(models):
@@ -513,26 +542,28 @@ class StateStore:
                 if e.verdict_only:
                     a += ["", "", "", "", "", ""]
                     continue
-                new_user, user_from, new_item, item_from = e.states[m]
+                part, (user_rows, item_rows) = states[m], rows[m]
                 a += [
-                    encode_vector(new_user),
-                    *_state_args(user_from),
-                    encode_vector(new_item),
-                    *_state_args(item_from),
+                    user_rows[row],
+                    *_state_args(part.user_from[row]),
+                    item_rows[row],
+                    *_state_args(part.item_from[row]),
                 ]
+            if not e.verdict_only:
+                row += 1
         (flat,) = await self.run_script("apply_wave", scripts.APPLY_WAVE, [(k, a)])
         out = []
         for i in range(len(events)):
-            code, x, y = WaveCode(int(flat[3 * i])), flat[3 * i + 1], flat[3 * i + 2]
-            if code is WaveCode.APPLIED:
-                out.append(WaveResult(code, commit=int(x)))
-            elif code is WaveCode.STALE:
-                out.append(WaveResult(code, newer=(float(_text(x)), _text(y))))
-            elif code is WaveCode.CONFLICT:
-                side = "item" if int(y) == 2 else "user"
-                out.append(WaveResult(code, conflict=(int(x), side)))
+            code, x, y = flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]
+            if code == 1:
+                out.append(WaveResult(WaveCode.APPLIED, commit=int(x)))
+            elif code == 0:
+                out.append(_DUPLICATE)
+            elif code == -1:
+                out.append(WaveResult(WaveCode.STALE, newer=(float(_text(x)), _text(y))))
             else:
-                out.append(WaveResult(code))
+                side = "item" if int(y) == 2 else "user"
+                out.append(WaveResult(WaveCode.CONFLICT, conflict=(int(x), side)))
         return out
 
     async def apply_user_events(self, writes: Sequence[UserWrite]) -> list[UserResult]:

@@ -7,15 +7,16 @@ modules) keep this file free of import cycles and let `create_app` import them i
 
 from __future__ import annotations
 
+# Routes are matched in this order: probes first, then the hot routes, then the rest.
 ROUTERS: list[str] = [
     "service.api.routes.health",
-    "service.api.routes.models",
+    "service.api.routes.recommendations",
+    "service.api.routes.events",
     "service.api.routes.intent",
+    "service.api.routes.cvr",
+    "service.api.routes.forecast",
+    "service.api.routes.promotion",
     "service.api.routes.coupons",
     "service.api.routes.sales",
-    "service.api.routes.forecast",
-    "service.api.routes.cvr",
-    "service.api.routes.events",
-    "service.api.routes.recommendations",
-    "service.api.routes.promotion",
+    "service.api.routes.models",
 ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
+from service.api.fast import body_as, json_response, openapi
 from service.api.schemas.cvr import CvrPair, CvrScoreRequest, CvrScoreResponse
 from service.servables.cvr import MODEL, SERVABLE, PairInput, SeqEvent, sequence_source
 
@@ -23,20 +24,19 @@ def to_pair_input(pair: CvrPair) -> PairInput:
     )
 
 
-@router.post("/v1/score/cvr", response_model=CvrScoreResponse)
-async def score_cvr(body: CvrScoreRequest, request: Request) -> CvrScoreResponse:
+@router.post(
+    "/v1/score/cvr", response_model=CvrScoreResponse, openapi_extra=openapi(body=CvrScoreRequest)
+)
+async def score_cvr(request: Request) -> Response:
     """CVR per pair and the occasion used (from the artifact's calendar unless given).
 
     Pairs that carry a `sequence` are scored statelessly; the others read the user's
     behaviour sequence from Redis (503 when no state store is configured).
     """
+    body = await body_as(request, CvrScoreRequest)
     loaded = request.app.state.registry.get(MODEL)  # NotReady (503) when none is loaded
     pairs = [to_pair_input(p) for p in body.pairs]
     needs_store = any(p.sequence is None for p in pairs)
     source = sequence_source(getattr(request.app.state, "store", None)) if needs_store else None
     at, scores = await SERVABLE.score(loaded, pairs, source, body.at)
-    return CvrScoreResponse(
-        model_version=loaded.version,
-        at=at,
-        scores=scores,  # type: ignore[arg-type]
-    )
+    return json_response({"model_version": loaded.version, "at": at, "scores": scores})

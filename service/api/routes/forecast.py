@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import RegistryDep, StoreDep
+from service.api.deps import get_store
+from service.api.fast import body_as, json_response, openapi
 from service.api.schemas.forecast import FestivalForecastRequest, FestivalForecastResponse
 from service.servables.stmp import MODEL, SERVABLE, StoreSalesHistory
 
 router = APIRouter(tags=["forecast"])
 
 
-@router.post("/v1/forecast/festival", response_model=FestivalForecastResponse)
-async def festival_forecast(
-    body: FestivalForecastRequest, registry: RegistryDep, store: StoreDep
-) -> FestivalForecastResponse:
+@router.post(
+    "/v1/forecast/festival",
+    response_model=FestivalForecastResponse,
+    openapi_extra=openapi(body=FestivalForecastRequest),
+)
+async def festival_forecast(request: Request) -> Response:
     """Mean and 80 % / 95 % intervals (sampled psi) for a region's categories.
 
     Give `start` (and optionally `end`) for a date range, or `day_type` for the next
     occurrence of that festival after the region's known history. The model version is
     taken once, so a swap never changes it under the request.
     """
-    loaded = registry.get(MODEL)  # NotReady (503) when none is loaded
-    history = StoreSalesHistory(store, loaded.version)
+    body = await body_as(request, FestivalForecastRequest)
+    loaded = request.app.state.registry.get(MODEL)  # NotReady (503) when none is loaded
+    history = StoreSalesHistory(get_store(request), loaded.version)
     result = await SERVABLE.forecast(
         loaded, history, body.region, body.start, body.end, body.day_type, body.categories
     )
-    return FestivalForecastResponse.model_validate(result)
+    return json_response(result)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import OptionalStoreDep, RegistryDep
+from service.api.fast import body_as, json_response, openapi
 from service.api.schemas.intent import IntentScoreRequest, IntentScoreResponse
 from service.servables.intent import MODEL, SERVABLE, UserInput, count_source
 
@@ -28,22 +28,28 @@ def to_user_inputs(users: list[str | object]) -> list[UserInput]:
     return out
 
 
-@router.post("/v1/score/intent", response_model=IntentScoreResponse)
-async def score_intent(
-    body: IntentScoreRequest, registry: RegistryDep, store: OptionalStoreDep
-) -> IntentScoreResponse:
+@router.post(
+    "/v1/score/intent",
+    response_model=IntentScoreResponse,
+    openapi_extra=openapi(body=IntentScoreRequest),
+)
+async def score_intent(request: Request) -> Response:
     """P(browse), P(collect), P(cart), P(purchase) and expected order volume per user.
 
     Users without behaviour before `at` get `cold_start: true` and the population base
     rates of the training data instead of an error.
     """
-    loaded = registry.get(MODEL)  # NotReady (503) when none is loaded
+    body = await body_as(request, IntentScoreRequest)
+    state = request.app.state
+    loaded = state.registry.get(MODEL)  # NotReady (503) when none is loaded
     at, scores = await SERVABLE.score(
-        loaded, to_user_inputs(list(body.users)), count_source(store), body.at
+        loaded, to_user_inputs(list(body.users)), count_source(state.store), body.at
     )
-    return IntentScoreResponse(
-        model_version=loaded.version,
-        at=at,
-        label_window_seconds=int(loaded.manifest.config.get("label_seconds", 86_400)),
-        scores=scores,  # type: ignore[arg-type]
+    return json_response(
+        {
+            "model_version": loaded.version,
+            "at": at,
+            "label_window_seconds": int(loaded.manifest.config.get("label_seconds", 86_400)),
+            "scores": scores,
+        }
     )

@@ -8,15 +8,15 @@ registered late still sees every pre-sale period already ingested).
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import RegistryDep, StoreDep
+from service.api.deps import RegistryDep, StoreDep, get_store
+from service.api.fast import body_as, json_response, openapi
 from service.api.routes.sales import SALES_INGEST_HOOKS
 from service.api.schemas.promotion import (
     BuyThroughRequest,
     BuyThroughResponse,
     BuyThroughScore,
-    ItemForecast,
     PromotionForecastRequest,
     PromotionForecastResponse,
     PromotionList,
@@ -59,21 +59,26 @@ async def list_promotions(store: StoreDep) -> PromotionList:
     return PromotionList(promotions=[PromotionRef(type=p.type, date=p.date) for p in promos])
 
 
-@router.post("/v1/forecast/promotion-items", response_model=PromotionForecastResponse)
-async def forecast_promotion_items(
-    body: PromotionForecastRequest, registry: RegistryDep, store: StoreDep
-) -> PromotionForecastResponse:
+@router.post(
+    "/v1/forecast/promotion-items",
+    response_model=PromotionForecastResponse,
+    openapi_extra=openapi(body=PromotionForecastRequest),
+)
+async def forecast_promotion_items(request: Request) -> Response:
     """GMV, best-seller probability, slot distribution and join-activity probability."""
-    loaded = registry.get(MODEL)
+    body = await body_as(request, PromotionForecastRequest)
+    loaded = request.app.state.registry.get(MODEL)
     items = [(i.region, i.category) for i in body.items]
     results, notes = await SERVABLE.forecast(
-        loaded, store, _promotion(body.promotion), items, body.activity
+        loaded, get_store(request), _promotion(body.promotion), items, body.activity
     )
-    return PromotionForecastResponse(
-        model_version=loaded.version,
-        promotion=body.promotion,
-        items=[ItemForecast(**r) for r in results],
-        notes=notes,
+    return json_response(
+        {
+            "model_version": loaded.version,
+            "promotion": body.promotion.model_dump(mode="json"),
+            "items": results,
+            "notes": notes,
+        }
     )
 
 
