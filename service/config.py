@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="0.0.0.0", description="Address the HTTP server binds to.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port of the HTTP server.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="HTTP worker processes of `salecast serve`, each with its own model sessions "
+        "and micro-batchers, all sharing one Redis; one per core suits CPU serving.",
+    )
+    proxy_headers: bool = Field(
+        default=False,
+        description="Trust `X-Forwarded-For`/`X-Forwarded-Proto` from the proxy in front "
+        "(uvicorn's proxy headers); off, the middleware layer is not installed.",
+    )
     execution_provider: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="ONNX Runtime execution provider: `auto` takes CUDA (with IO binding) when "
@@ -132,6 +144,17 @@ def env_name(field: str) -> str:
     if field == "redis_url":
         return "`REDIS_URL` (or `SALECAST_REDIS_URL`)"
     return f"`{ENV_PREFIX}{field.upper()}`"
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """`settings` as the environment variables that recreate them in another process."""
+    out = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        key = "SALECAST_REDIS_URL" if name == "redis_url" else f"{ENV_PREFIX}{name.upper()}"
+        out[key] = str(value)
+    return out
 
 
 def _default_text(value: Any) -> str:

@@ -27,6 +27,7 @@ from service.runtime.manifest import Manifest, read_manifest
 from service.state.embedded import EmbeddedRedis
 from tests.conftest import flushed
 from training.demo import ensure_demo_models
+from training.demo_traffic import PromotionScenario, promotion_scenario, sales_records
 from training.jobs import JOBS
 
 torch.set_num_threads(1)
@@ -136,68 +137,16 @@ def posted(client: Any, manifests: dict[str, Manifest]) -> tuple[dict[str, Any],
 # ---- promotion and sales scenario (STMP + DINOP share /v1/sales) ---------------------------
 @pytest.fixture(scope="module")
 def scenario(manifests: dict[str, Manifest]) -> dict[str, Any]:
-    """The next promotion after the demo data both STMP and DINOP know, and the items to use.
+    """The next promotion after the demo data both STMP and DINOP know, and the items to use
+    (`training.demo_traffic`, the same scenario `bench/http_load.py` measures)."""
+    from dataclasses import asdict
 
-    The promotion is the first after the training history whose static and pre-sale windows
-    lie wholly after it, so every period the models read arrives through `POST /v1/sales`.
-    """
-    from training.calendar import ORDINARY, week_day_type
-
-    stmp, dinop = manifests["stmp"], manifests["dinop"]
-    assert stmp.config["frequency"] == dinop.config["frequency"]
-    step_days = 7 if stmp.config["frequency"] == "W" else 1
-    step = dt.timedelta(days=step_days)
-    history_end = _date(stmp.config["history_end"])
-    feat = dinop.config["featurizer"]
-    presale, static = int(feat["presale_steps"]), int(feat["static_steps"])
-    types = [t for t in dinop.vocabularies["promo_types"] if t in stmp.vocabularies["day_type"]]
-    assert types, "no promotion type is known to both STMP and DINOP"
-    for k in range(presale + static + 1, presale + static + 1 + 2 * 366 // step_days):
-        day = history_end + k * step
-        day_type = week_day_type(day, types, days=step_days)
-        if day_type != ORDINARY:
-            break
-    else:
-        raise AssertionError("no promotion within two years of the demo history")
-    regions = [r for r in dinop.vocabularies["regions"] if r in stmp.vocabularies["region"]][:2]
-    cats = [c for c in dinop.vocabularies["categories"] if c in stmp.vocabularies["category"]][:2]
-    assert len(regions) == 2 and len(cats) == 2
-    return {
-        "promotion": {"type": day_type, "date": day.isoformat()},
-        "date": day,
-        "step": step,
-        "history_end": history_end,
-        "calendar_start": _date(stmp.config["calendar_start"]),
-        "frequency": stmp.config["frequency"],
-        "presale": presale,
-        "static": static,
-        "items": [(r, c) for r in regions for c in cats],
-    }
+    return asdict(promotion_scenario(manifests["stmp"], manifests["dinop"]))
 
 
 def _sales_records(scenario: dict[str, Any]) -> list[dict[str, Any]]:
     """Synthetic sales continuing the demo's series to the week before the promotion."""
-    from training.synthetic import generate_sales
-
-    first = scenario["calendar_start"]
-    years = (scenario["date"] - first).days // 364 + 1
-    data = generate_sales(years=years, frequency=scenario["frequency"], seed=0, start=first)
-    frame = data.sales
-    dates = frame["date"].dt.date
-    keep = (dates > scenario["history_end"]) & (dates < scenario["date"])
-    keep &= frame[["region", "category"]].apply(tuple, axis=1).isin(scenario["items"])
-    rows = frame[keep].sort_values(["date", "region", "category"])
-    assert rows["date"].dt.date.min() == scenario["history_end"] + scenario["step"]
-    return [
-        {
-            "region": r.region,
-            "category": r.category,
-            "date": r.date.date().isoformat(),
-            "sales": float(r.sales),
-            "external": {c: float(getattr(r, c)) for c in data.external_columns},
-        }
-        for r in rows.itertuples()
-    ]
+    return sales_records(PromotionScenario(**scenario))
 
 
 @pytest.fixture(scope="module")

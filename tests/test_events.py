@@ -246,9 +246,9 @@ class AnswerLost(StateStore):
     lost = False
 
     async def apply_wave(
-        self, models: Sequence[str], events: Sequence[WaveEvent]
+        self, models: Sequence[str], events: Sequence[WaveEvent], states: Sequence[Any] = ()
     ) -> list[WaveResult]:
-        results = await super().apply_wave(models, events)
+        results = await super().apply_wave(models, events, states)
         if not AnswerLost.lost:
             AnswerLost.lost = True
             raise StateStoreError("injected: the answer of a committed wave was lost")
@@ -278,7 +278,7 @@ class CompetingWriter(StateStore):
     other: ClassVar[list[dict[str, Any]]] = []
 
     async def apply_wave(
-        self, models: Sequence[str], events: Sequence[WaveEvent]
+        self, models: Sequence[str], events: Sequence[WaveEvent], states: Sequence[Any] = ()
     ) -> list[WaveResult]:
         if CompetingWriter.other:
             batch, CompetingWriter.other = CompetingWriter.other, []
@@ -287,7 +287,7 @@ class CompetingWriter(StateStore):
                 await EventPipeline(other, [ToyUpdater()]).process(batch)
             finally:
                 await other.close()
-        return await super().apply_wave(models, events)
+        return await super().apply_wave(models, events, states)
 
 
 def test_an_event_turned_stale_by_another_replica_writes_nothing(clean_redis: str) -> None:

@@ -1,15 +1,17 @@
 """The naive HTTP peer of `bench.http_load`: FastAPI + one ONNX Runtime call per request.
 
-This is the baseline /work/shared/PERF-NOTES.md names ("POST with a pydantic body ... and one
-ONNX Runtime call per request"): it loads the same ONNX graph as salecast's artifact, takes the
+This is the baseline the project's performance notes name ("POST with a pydantic body ... and
+one ONNX Runtime call per request"): it loads the same ONNX graph as salecast's artifact, takes the
 graph's inputs as JSON, converts them to arrays and calls `InferenceSession.run` once, inline in
 the request handler. Nothing else: no micro-batching (every request is its own ORT call), no
 Redis (the client sends precomputed features and states), no request-id middleware, no
 metrics. Served by uvicorn with one worker, like the service.
 
-Run: ``python -m bench.naive_server --artifact artifacts/intent/<version> --graph score
+Run: ``python -m bench.peers.naive_ort --artifact artifacts/intent/<version> --graph score
 --port 8101``. Inputs a graph shares across requests (IMN's item table) are loaded once from
-``--shared name=file.npy`` and fed with every call, as a naive server would.
+``--shared name=file.npy`` and fed with every call, as a naive server would; inputs it draws
+itself (STMP's sampling noise) are named with ``--normal name=d1xd2`` (the shape after the
+batch axis) and drawn from N(0, 1) per request, as salecast draws them.
 
 Endpoints: ``POST /v1/infer`` ``{"inputs": {name: nested list}}`` -> ``{"outputs": {name:
 nested list}}``, ``GET /health/ready``.
@@ -61,16 +63,23 @@ def graph_file(artifact: Path, graph: str) -> Path:
 
 
 def create_app(
-    artifact: Path, graph: str, shared: dict[str, Path] | None = None, threads: int = 1
+    artifact: Path,
+    graph: str,
+    shared: dict[str, Path] | None = None,
+    threads: int = 1,
+    normal: dict[str, tuple[int, ...]] | None = None,
 ) -> FastAPI:
-    """An app with one session; `shared` arrays are fed to every call alongside the body."""
+    """An app with one session; `shared` arrays are fed to every call alongside the body,
+    `normal` inputs are drawn per request with the body's batch size."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     session = ort.InferenceSession(str(graph_file(artifact, graph)), opts, providers=providers())
     dtypes = {i.name: ORT_DTYPES.get(i.type, np.float32) for i in session.get_inputs()}
     fixed = {name: np.load(path).astype(dtypes[name]) for name, path in (shared or {}).items()}
-    wanted = set(dtypes) - set(fixed)
+    drawn = dict(normal or {})
+    wanted = set(dtypes) - set(fixed) - set(drawn)
+    rng = np.random.default_rng(0)
     output_names = [o.name for o in session.get_outputs()]
     app = FastAPI(title="naive ONNX peer")
 
@@ -88,6 +97,9 @@ def create_app(
         except (TypeError, ValueError) as exc:
             raise HTTPException(422, f"inputs: {exc}") from exc
         feed.update(fixed)
+        rows = len(next(iter(body.inputs.values())))
+        for name, shape in drawn.items():
+            feed[name] = rng.standard_normal((rows, *shape)).astype(dtypes[name])
         try:
             out = session.run(output_names, feed)
         except Exception as exc:  # ORT rejects bad shapes/indices: the client's fault here
@@ -107,12 +119,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8101)
     parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads")
+    parser.add_argument("--normal", nargs="*", default=[], help="name=d1xd2, drawn per request")
     args = parser.parse_args(argv)
     shared = {}
     for item in args.shared:
         name, _, path = item.partition("=")
         shared[name] = Path(path)
-    app = create_app(args.artifact, args.graph, shared, args.threads)
+    normal = {}
+    for item in args.normal:
+        name, _, dims = item.partition("=")
+        normal[name] = tuple(int(d) for d in dims.split("x") if d)
+    app = create_app(args.artifact, args.graph, shared, args.threads, normal)
     uvicorn.run(
         app, host=args.host, port=args.port, workers=1, access_log=False, log_level="warning"
     )

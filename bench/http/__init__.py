@@ -1,0 +1,1 @@
+"""The pieces of `bench.http_load`: processes, load drivers, profiles, workloads."""

@@ -1,0 +1,1 @@
+"""Hand-written peers that `bench.http_load` measures salecast against, side by side."""
