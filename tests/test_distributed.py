@@ -59,22 +59,24 @@ SCALED_TOL = 0.02  # max |single - ddp| / max |single| per output (see the docst
 METRIC_RTOL = 0.02
 
 # Tiny settings: each run takes ~8-20 s on a loaded 2-core machine, most of it start-up,
-# data generation and ONNX export. Dropout off: each rank would draw its own masks.
+# data generation, the baselines `train` records beside ours, and ONNX export. Dropout off:
+# each rank would draw its own masks. One epoch (one validation) per model: the check is on
+# the trajectory; which epoch early stopping keeps is `training.loop`'s (tests/test_loop.py),
+# and two near-equal validation scores must not turn float order into a different epoch.
 JOB_ARGS: dict[str, list[str]] = {
-    "intent": [
-        "--epochs", "2", "--dropout", "0", "--batch-size", "128", "--max-minutes", "10",
-    ],
+    "intent": ["--epochs", "1", "--dropout", "0", "--batch-size", "64"],
     # Both stages: BASE on D, prototypes, DMN + EPN on D_recent.
     "cvr": [
-        "--d-model", "16", "--heads", "2", "--epochs", "1", "--stage2-epochs", "2",
-        "--batch-size", "256",
+        "--d-model", "16", "--heads", "2", "--epochs", "1", "--stage2-epochs", "1",
+        "--batch-size", "128",
     ],
     # Multi-task (GMV, BSP, SS) with gradient clipping on the all-reduced gradient.
-    "dinop": ["--epochs", "3", "--batch-size", "64", "--dropout", "0"],
+    "dinop": ["--epochs", "1", "--batch-size", "16", "--dropout", "0"],
     # ST-training: 30 steps over both views (view switch every 10), psi noise per task.
     "stmp": [
-        "--steps", "30", "--tasks", "4", "--context", "8", "--query", "8", "--view-steps",
-        "10", "--hidden", "16", "--embed", "32", "--psi-dim", "8", "--eval-samples", "20",
+        "--steps", "30", "--steps-per-epoch", "30", "--tasks", "4", "--context", "8",
+        "--query", "8", "--view-steps", "10", "--hidden", "16", "--embed", "32",
+        "--psi-dim", "8", "--eval-samples", "20",
     ],
 }  # fmt: skip
 

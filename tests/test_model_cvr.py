@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import pytest
 import torch
 
@@ -21,8 +22,10 @@ from training.features.cvr import (
     build_samples,
     chronological_split,
     promo_click_log,
+    split_days,
 )
 from training.jobs import cvr as job
+from training.loop import Budget
 from training.occasions import OccasionCalendar, Promotion, default_calendar, parse_promotion
 
 torch.set_num_threads(1)
@@ -82,13 +85,17 @@ def test_two_stage_training_learns_and_freezes_frn() -> None:
     spec = FeatureSpec(seq_len=6, stats_window=50)
     vocab = Vocab.build(events)
     samples = build_samples(events, calendar, vocab, spec)
-    train, recent, _ = chronological_split(samples)
+    train, recent, _, _ = chronological_split(samples, split_days(samples.day), 3.0)
     n_users, n_items, n_cats = vocab.sizes()
     cfg = _cfg()
     cfg.field_cards = spec.cardinalities(n_users, n_items, n_cats)
     base = BaseCVR(cfg)
-    losses = job.fit(base, base.calculate_loss, list(base.parameters()), train, 4, 64, 3e-3, 0)
-    assert losses[-1] < losses[0]
+    four = Budget(max_epochs=4)
+    fit = dict(batch_size=64, lr=3e-3, seed=0, label="BASE")
+    report = job.fit_module(base, base.calculate_loss, list(base.parameters()), train, None,
+                            four, **fit)  # fmt: skip
+    losses = [h["loss"] for h in report.history]
+    assert report.epochs_run == 4 and losses[-1] < losses[0]
     protos, sources = job.compute_prototypes(base, recent, train, 1)
     assert protos.shape == (4, 2, base.repr_dim) and set(sources) == {"BP", "DP", "AP", "NP"}
     model = MetaCVR(cfg, base=base)
@@ -98,8 +105,9 @@ def test_two_stage_training_learns_and_freezes_frn() -> None:
         b = job._batch(recent, slice(0, 16))
         torch.testing.assert_close(model.predict(b)["cvr"], base.predict(b)["cvr"])
     model.freeze_frn()
-    s2 = job.fit(model, model.calculate_loss, model.stage2_parameters(), recent, 5, 64, 1e-2, 0)
-    assert s2[-1] < s2[0]
+    s2 = job.fit_module(model, model.calculate_loss, model.stage2_parameters(), recent, None,
+                        Budget(max_epochs=5), **{**fit, "lr": 1e-2})  # fmt: skip
+    assert s2.history[-1]["loss"] < s2.history[0]["loss"]
     for k, v in model.base.state_dict().items():
         torch.testing.assert_close(v, frozen[k])
 
@@ -132,6 +140,42 @@ def test_features_have_no_label_leak() -> None:
     assert (samples.seq_actions[first] == 0).all()
     assert (samples.fields[first, FIELD_INDEX["ui_bought"]] == 0).all()
     assert 0 < samples.label.mean() < 1 and (samples.label <= samples.label_deep).all()
+
+
+def test_split_purges_clicks_whose_label_window_reaches_the_next_part() -> None:
+    events, calendar = promo_click_log(seed=4, n_users=15, n_items=20, days=24)
+    samples = build_samples(events, calendar, Vocab.build(events), FeatureSpec(seq_len=4), 2.0)
+    days = split_days(samples.day, test_frac=0.25, recent_frac=0.5, val_frac=0.2, label_days=2.0)
+    assert days.recent_start < days.val_start < days.test_start
+    train, recent, val, test = chronological_split(samples, days, label_days=2.0)
+    window = 2 * 86400
+    assert (train.ts + window < days.val_start * 86400).all()
+    assert (val.ts + window < days.test_start * 86400).all()
+    assert (val.day >= days.val_start).all() and (test.day >= days.test_start).all()
+    assert (recent.day >= days.recent_start).all() and len(recent) <= len(train)
+    # The purge drops exactly the clicks whose window crosses a boundary, and some exist.
+    crosses_val = (samples.day < days.val_start) & (samples.ts + window >= days.val_start * 86400)
+    assert crosses_val.any()
+    assert len(train) == (samples.day < days.val_start).sum() - crosses_val.sum()
+    assert len(test) == (samples.day >= days.test_start).sum()
+
+
+def test_vocabulary_holds_training_days_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def small_log(args: argparse.Namespace) -> tuple[object, str, OccasionCalendar]:
+        events, calendar = promo_click_log(seed=6, n_users=20, n_items=25, days=30)
+        late = events["ts"].max() - 86400
+        extra = events.iloc[-1:].assign(item_id="brand-new", ts=late, event_id="late")
+        return pd.concat([events, extra]).sort_values("ts"), "tiny", calendar
+
+    monkeypatch.setattr(job, "load_data", small_log)
+    prep = job.prepare(_args(tmp_path))
+    assert "brand-new" not in prep.vocab.items
+    train_items = set(
+        prep.events.loc[prep.events["ts"] < prep.days.val_start * 86400, "item_id"].astype(str)
+    )
+    assert set(prep.vocab.items) == train_items
 
 
 def _args(tmp_path: Path, *extra: str) -> argparse.Namespace:

@@ -205,3 +205,22 @@ def test_promo_set_from_synthetic_sales() -> None:
         idx = np.flatnonzero(ps.promo_date == date)
         assert (ps.bsp[idx] == bsp_labels(ps.gmv[idx])).all()
         assert (ps.ss[idx] == ss_labels(ps.gmv[idx], ps.category[idx])).all()
+
+
+def test_split_validates_on_the_train_years_last_date_with_training_statistics() -> None:
+    import argparse
+
+    from training.jobs import dinop as job
+    from training.synthetic import generate_sales
+
+    args = argparse.Namespace(presale_steps=4, static_steps=13, train_year=None, test_year=None)
+    prep = job.prepare(generate_sales(n_regions=3, n_categories=2, years=3, seed=2), args)
+    assert prep.train.promo_date.max() < prep.val.promo_date.min()  # time-ordered
+    assert len(np.unique(prep.val.promo_date)) == 1
+    assert prep.val.years.max() < prep.test.years.min()
+    # z-scored with the training item-days' own statistics: exactly mean 0, sd 1 there
+    assert prep.tr["gmv"].mean() == pytest.approx(0.0, abs=1e-5)
+    assert prep.tr["gmv"].std() == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(Exception, match="val_days"):
+        job.prepare(generate_sales(n_regions=3, n_categories=2, years=3, seed=2),
+                    argparse.Namespace(**{**vars(args), "val_days": 99}))  # fmt: skip

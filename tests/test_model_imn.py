@@ -231,3 +231,13 @@ def test_ranking_metrics_definitions() -> None:
     assert res["recall@2"] == pytest.approx(1 / 3)
     assert res["mrr"] == pytest.approx((1 / 3 + 1) / 3)
     assert res["ndcg@2"] == pytest.approx(1 / 3)
+
+
+def test_vocabulary_holds_the_training_split_only() -> None:
+    events = _events(n_users=10, n_items=20, per_user=10)
+    late = events.iloc[-1:].assign(item_id="only-in-test", event_id="late")
+    events = pd.concat([events, late], ignore_index=True)
+    prep = prepare(events, "x" * 64, "test")
+    assert "only-in-test" not in prep.vocab.items
+    assert set(prep.vocab.items[1:]) == set(prep.events.iloc[: prep.n_train]["item_id"])
+    assert prep.test.item_index[-1] == 0  # scored as an unknown item: a miss for every method

@@ -193,6 +193,28 @@ def test_job_train_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     version_dir = job.train(args)
     manifest = read_manifest(version_dir)
     assert set(manifest.graphs) == {"forecast", "encode"}
-    assert "coverage@80" in manifest.metrics["validation"]
+    validation = manifest.metrics["validation"]
+    assert "coverage@80" in validation["ours"] and "coverage@80" in manifest.metrics["test"]
+    # Ours beside the best of the simple baselines, fitted on the same validation period.
+    assert validation["best_baseline"]["name"] in {"seasonal-naive", "ar", "lightgbm"}
+    assert validation["behind_baseline"] in (True, False)
+    assert 1 <= manifest.metrics["fit"]["epochs_run"] <= 2  # 20 steps, validated every 10
     tables = np.load(version_dir / "tables.npz")
     assert tables["region_task"].shape == (3, 16)
+
+
+def test_split_takes_statistics_from_the_training_steps_only() -> None:
+    from training.jobs import stmp as job
+
+    args = argparse.Namespace(val_steps=13)
+    data = tiny_sales()
+    panel, split = job.make_split(data, args)
+    assert split.test_start - split.val_start == 13 and split.end - split.test_start == 52
+    assert split.val_start == panel.train_end  # scales and z-scores stop here
+    late = data.sales["date"] >= panel.dates[split.val_start]
+    louder = data.sales.assign(sales=data.sales["sales"].where(~late, data.sales["sales"] * 10))
+    changed = SalesData(**{**data.__dict__, "sales": louder})
+    panel2, _ = job.make_split(changed, args)
+    np.testing.assert_array_equal(panel.scale, panel2.scale)  # validation/test never leak in
+    _, t_idx = instances(panel, 16, 0, split.val_start)
+    assert t_idx.max() < split.val_start

@@ -6,10 +6,14 @@ Every baseline predicts the normalised next value (sales / series scale) of an i
 * `seasonal_naive`: the same week (or the same weekday 52 weeks) last year;
 * `fit_ar`: a global linear autoregression (ridge) over the window, pooled over series;
 * `fit_lightgbm`: one global gradient-boosted model on lags, rolling means, externals,
-  statics, the category and the target step's calendar (day type, festival interval);
+  statics, the category and the target step's calendar (day type, festival interval),
+  early-stopped on the job's validation period;
 * `LSTNet`: Lai et al. 2018 (conv -> GRU, a skip-GRU over the conv output, AR highway);
 * `MetaGRU`: after ST-MetaNet (Pan et al. 2019): a meta-learner maps a region's static
   features (and the category) to the weights of the GRU that reads the window.
+
+The two networks train through `training.loop.fit` (`fit_network`) within the same step
+budget, epochs and early-stopping rule as STMP.
 
 DeepAR (gluonts) is not here: `pip install --dry-run "gluonts[torch]"` (gluonts 0.17.0)
 would downgrade pandas 3.1 to 2.3 and pull lightning, so it does not install cleanly next to
@@ -20,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from training.features.stmp import Panel, gather, steps_per_year, window_steps
+from training.loop import Budget, FitReport, fit, seed_everything
 
 
 def seasonal_naive(panel: Panel, n_idx: np.ndarray, t_idx: np.ndarray) -> np.ndarray:
@@ -94,15 +100,24 @@ def lightgbm_features(panel: Panel, n_idx: np.ndarray, t_idx: np.ndarray) -> np.
 
 
 def fit_lightgbm(
-    panel: Panel, n_idx: np.ndarray, t_idx: np.ndarray, seed: int = 0, threads: int = 1
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Global LightGBM on normalised targets; the last 10 % of training steps stop early."""
+    panel: Panel,
+    n_idx: np.ndarray,
+    t_idx: np.ndarray,
+    val_n: np.ndarray,
+    val_t: np.ndarray,
+    seed: int = 0,
+    threads: int = 1,
+) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], int]:
+    """Global LightGBM on normalised targets, early-stopped on the validation instances.
+
+    Returns (predict, boosting rounds kept). No refit on the validation period: like the
+    networks, the model never trains on a validation target (it reads the period as history
+    when it forecasts the test year, as every method does).
+    """
     import lightgbm as lgb
 
     x = lightgbm_features(panel, n_idx, t_idx)
     y = np.nan_to_num(panel.y[n_idx, t_idx])
-    cut = np.quantile(t_idx, 0.9)
-    fit, val = t_idx < cut, t_idx >= cut
     cat_col = x.shape[1] - panel.target_feats.shape[1] - 1
     params = {
         "objective": "l2",
@@ -116,24 +131,24 @@ def fit_lightgbm(
         "num_threads": threads,
         "verbose": -1,
     }
-    train_set = lgb.Dataset(x[fit], y[fit], categorical_feature=[cat_col])
-    valid_set = lgb.Dataset(x[val], y[val], categorical_feature=[cat_col], reference=train_set)
+    train_set = lgb.Dataset(x, y, categorical_feature=[cat_col])
+    callbacks: list[Callable[..., Any]] = []
+    valid_sets: list[Any] = []
+    if len(val_n):
+        x_val = lightgbm_features(panel, val_n, val_t)
+        y_val = np.nan_to_num(panel.y[val_n, val_t])
+        valid_sets = [lgb.Dataset(x_val, y_val, categorical_feature=[cat_col], reference=train_set)]
+        callbacks = [lgb.early_stopping(40, verbose=False)]
     booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=600,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(40, verbose=False)],
+        params, train_set, num_boost_round=600, valid_sets=valid_sets, callbacks=callbacks
     )
-    # Refit on everything with the chosen number of rounds (the validation steps are the
-    # most recent, the most useful for forecasting the test year).
-    full = lgb.Dataset(x, y, categorical_feature=[cat_col])
-    final = lgb.train(params, full, num_boost_round=max(booster.best_iteration, 20))
+    rounds = int(booster.best_iteration or booster.current_iteration())
 
     def predict(nn_idx: np.ndarray, tt_idx: np.ndarray) -> np.ndarray:
-        return np.asarray(final.predict(lightgbm_features(panel, nn_idx, tt_idx)), dtype=np.float64)
+        features = lightgbm_features(panel, nn_idx, tt_idx)
+        return np.asarray(booster.predict(features, num_iteration=rounds), dtype=np.float64)
 
-    return predict
+    return predict, rounds
 
 
 # ---- neural baselines ----------------------------------------------------------------------
@@ -239,29 +254,37 @@ def fit_network(
     n_idx: np.ndarray,
     t_idx: np.ndarray,
     window: int,
-    steps: int,
+    *,
+    budget: Budget,
+    steps_in: Callable[[int], int],
+    validate: Callable[[], float] | None,
+    label: str,
     batch: int = 256,
     lr: float = 3e-3,
     seed: int = 0,
-) -> nn.Module:
-    """Adam on MSE of normalised targets, `steps` mini-batches drawn uniformly."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+) -> FitReport:
+    """Adam on MSE of normalised targets, mini-batches drawn uniformly, `steps_in(epoch)`
+    per epoch of `training.loop.fit`; `validate()` is an error (lower is better)."""
+    rng = seed_everything(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    for _ in range(steps):
-        pick = rng.integers(0, len(n_idx), size=batch)
-        inputs = {
-            k: torch.from_numpy(np.asarray(v))
-            for k, v in gather(panel, n_idx[pick], t_idx[pick], window).items()
-        }
-        loss = torch.mean((call(net, inputs) - inputs["y"]) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-    net.eval()
-    return net
+
+    def run_epoch(epoch: int) -> float:
+        losses = []
+        for _ in range(steps_in(epoch)):
+            pick = rng.integers(0, len(n_idx), size=batch)
+            inputs = {
+                k: torch.from_numpy(np.asarray(v))
+                for k, v in gather(panel, n_idx[pick], t_idx[pick], window).items()
+            }
+            loss = torch.mean((call(net, inputs) - inputs["y"]) ** 2)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses)) if losses else float("nan")
+
+    return fit(net, run_epoch, validate, budget, label=label, higher_is_better=False)
 
 
 def predict_network(
@@ -274,6 +297,7 @@ def predict_network(
     batch: int = 2048,
 ) -> np.ndarray:
     out = []
+    net.eval()
     with torch.no_grad():
         for i in range(0, len(n_idx), batch):
             inputs = {

@@ -33,9 +33,13 @@ class RankingMetrics:
     def __init__(self, ks: Sequence[int] = (10, 20)) -> None:
         self.ks = tuple(ks)
         self.ranks: list[np.ndarray] = []
+        self.units: list[np.ndarray] = []
 
-    def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
-        """`scores` [B, N-1] (column m is item m+1); `targets` [B] item ids."""
+    def add(
+        self, scores: torch.Tensor, targets: torch.Tensor, units: np.ndarray | None = None
+    ) -> None:
+        """`scores` [B, N-1] (column m is item m+1); `targets` [B] item ids; `units` [B] the
+        resampling unit of each event (its user slot) for the paired bootstrap."""
         known = targets > 0
         col = (targets - 1).clamp(min=0)
         target_score = scores.gather(1, col.unsqueeze(1))  # [B, 1]
@@ -45,6 +49,16 @@ class RankingMetrics:
         rank = (1 + higher + ties).to(torch.float64)
         rank = torch.where(known, rank, torch.full_like(rank, math.inf))
         self.ranks.append(rank.cpu().numpy())
+        self.units.append(
+            np.asarray(units) if units is not None else np.full(len(rank), -1, dtype=np.int64)
+        )
+
+    def all_ranks(self) -> np.ndarray:
+        """1-based rank of every event's target so far, in the order added (inf: a miss)."""
+        return np.concatenate(self.ranks) if self.ranks else np.zeros(0)
+
+    def all_units(self) -> np.ndarray:
+        return np.concatenate(self.units) if self.units else np.zeros(0, dtype=np.int64)
 
     def result(self) -> dict[str, float]:
         ranks = np.concatenate(self.ranks) if self.ranks else np.zeros(0)
@@ -79,7 +93,7 @@ class Popularity:
         for chunk in _chunks(stream):
             rows = stream.rows(chunk)
             scores = torch.from_numpy(self.counts[1:]).unsqueeze(0).expand(len(chunk), -1)
-            metrics.add(scores, torch.from_numpy(rows.item_index))
+            metrics.add(scores, torch.from_numpy(rows.item_index), rows.user_slot)
             self.observe(rows)
 
 
@@ -113,7 +127,7 @@ class LastItemCooccurrence:
             for r, prev in enumerate(rows.last_item):
                 for item, count in self.follows.get(int(prev), {}).items():
                     scores[r, item - 1] += count
-            metrics.add(torch.from_numpy(scores), torch.from_numpy(rows.item_index))
+            metrics.add(torch.from_numpy(scores), torch.from_numpy(rows.item_index), rows.user_slot)
             self.observe(rows)
 
 
@@ -121,7 +135,8 @@ class SessionGRU(nn.Module):
     """GRU4Rec-style (Hidasi et al. 2016): item embedding -> GRU -> scores over all items.
 
     Trained with full-softmax cross-entropy on each user's (session's) next item, in windows
-    of `window` steps with the hidden state carried between windows of one user.
+    of `window` steps (`sequences`), one `train_epoch` at a time inside `training.loop.fit`
+    (the job validates by replay between epochs, like IMN).
     """
 
     name = "gru4rec"
@@ -133,17 +148,9 @@ class SessionGRU(nn.Module):
         self.out = nn.Linear(dim, num_items)
         self.dim = dim
 
-    def fit(
-        self,
-        stream: EventArrays,
-        epochs: int = 5,
-        window: int = 20,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        seed: int = 0,
-    ) -> list[float]:
-        """Train on `stream` (the training split); returns the mean loss per epoch."""
-        gen = torch.Generator().manual_seed(seed)
+    @staticmethod
+    def sequences(stream: EventArrays, window: int = 20) -> list[np.ndarray]:
+        """Each user's items in order, cut into pieces of `window` + 1 (input and target)."""
         seqs: list[np.ndarray] = []
         order = np.argsort(stream.user_slot, kind="stable")
         slots = stream.user_slot[order]
@@ -153,33 +160,39 @@ class SessionGRU(nn.Module):
                 piece = seq[s : s + window + 1]
                 if len(piece) >= 2:
                     seqs.append(piece)
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
-        losses: list[float] = []
+        return seqs
+
+    def train_epoch(
+        self,
+        seqs: list[np.ndarray],
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+        batch_size: int = 128,
+    ) -> float:
+        """One pass over the training pieces in a fresh order; mean loss per target."""
         self.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(seqs), generator=gen).tolist()
-            total, count = 0.0, 0
-            for b in range(0, len(perm), batch_size):
-                group = [seqs[p] for p in perm[b : b + batch_size]]
-                length = max(len(g) for g in group)
-                pad = np.zeros((len(group), length), np.int64)
-                for r, g in enumerate(group):
-                    pad[r, : len(g)] = g
-                x = torch.from_numpy(pad)
-                hidden, _ = self.gru(self.embed(x[:, :-1]))  # [B, L-1, H]
-                logits = self.out(hidden)  # [B, L-1, N]
-                target = x[:, 1:]
-                mask = target > 0
-                if not mask.any():
-                    continue
-                loss = F.cross_entropy(logits[mask], target[mask])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * int(mask.sum())
-                count += int(mask.sum())
-            losses.append(total / max(count, 1))
-        return losses
+        perm = torch.randperm(len(seqs), generator=gen).tolist()
+        total, count = 0.0, 0
+        for b in range(0, len(perm), batch_size):
+            group = [seqs[p] for p in perm[b : b + batch_size]]
+            length = max(len(g) for g in group)
+            pad = np.zeros((len(group), length), np.int64)
+            for r, g in enumerate(group):
+                pad[r, : len(g)] = g
+            x = torch.from_numpy(pad)
+            hidden, _ = self.gru(self.embed(x[:, :-1]))  # [B, L-1, H]
+            logits = self.out(hidden)  # [B, L-1, N]
+            target = x[:, 1:]
+            mask = target > 0
+            if not mask.any():
+                continue
+            loss = F.cross_entropy(logits[mask], target[mask])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * int(mask.sum())
+            count += int(mask.sum())
+        return total / max(count, 1)
 
     @torch.no_grad()
     def replay(
@@ -192,7 +205,7 @@ class SessionGRU(nn.Module):
             slots = torch.from_numpy(rows.user_slot)
             h = hidden[slots]  # [B, H]
             if metrics is not None:
-                metrics.add(self.out(h)[:, 1:], torch.from_numpy(rows.item_index))
+                metrics.add(self.out(h)[:, 1:], torch.from_numpy(rows.item_index), rows.user_slot)
             x = self.embed(torch.from_numpy(rows.item_index)).unsqueeze(1)  # [B, 1, H]
             _, h_new = self.gru(x, h.unsqueeze(0))
             hidden[slots] = h_new[0]

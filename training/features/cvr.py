@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from service.errors import InvalidInput
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -177,6 +179,7 @@ class CvrSamples:
     label_deep: np.ndarray  # [N] float32: collected / carted / bought within the window
     ts: np.ndarray  # [N] int64 click time
     day: np.ndarray  # [N] int64 epoch day
+    user_id: np.ndarray  # [N] raw user id (the bootstrap's unit; the vocab maps new ones to 0)
 
     def __len__(self) -> int:
         return len(self.label)
@@ -346,6 +349,7 @@ def build_samples(
         label_deep=label_deep,
         ts=ts[sample_rows],
         day=day[sample_rows],
+        user_id=users.to_numpy()[sample_rows],
     )
 
 
@@ -371,23 +375,56 @@ def item_stats_table(events: pd.DataFrame, vocab: Vocab) -> np.ndarray:
     return table
 
 
-def split_days(
-    day: np.ndarray, test_frac: float = 0.2, recent_frac: float = 0.25
-) -> tuple[int, int]:
-    """(first day of D_recent, first test day) from the click days of the samples.
+@dataclass(frozen=True)
+class DaySplit:
+    """Epoch days where D_recent, validation and test begin (D is every day before val)."""
 
-    The last days holding ~`test_frac` of samples are the test set; of the remaining
-    training days, the last ~`recent_frac` (by days) form D_recent (paper: 15 of 60 days).
+    recent_start: int
+    val_start: int
+    test_start: int
+
+
+def split_days(
+    day: np.ndarray,
+    test_frac: float = 0.2,
+    recent_frac: float = 0.25,
+    val_frac: float = 0.1,
+    label_days: float = 0.0,
+) -> DaySplit:
+    """Where each part of the chronological split begins, from the click days of the samples.
+
+    The last days holding ~`test_frac` of the samples are the test set, the days before them
+    holding ~`val_frac` the validation set (early stopping, thresholds, the manifest's
+    comparison); of the remaining training days D, the last ~`recent_frac` (by days) form
+    D_recent (paper: 15 of 60 days). Every part gets at least one day, and validation at
+    least one more than the label window (`chronological_split` purges the clicks whose
+    window reaches the test days, which would otherwise empty a short validation window).
     """
+    for name, frac in (("test_frac", test_frac), ("val_frac", val_frac)):
+        if not 0 < frac < 1:
+            raise InvalidInput(name, f"must lie strictly between 0 and 1, got {frac}")
+    if not 0 < recent_frac <= 1:
+        raise InvalidInput("recent_frac", f"must lie in (0, 1], got {recent_frac}")
     days, counts = np.unique(day, return_counts=True)
     if len(days) < 3:
-        raise ValueError("need at least 3 distinct days of clicks for a chronological split")
-    cum = np.cumsum(counts[::-1])[::-1] / counts.sum()  # share of samples on day >= d
-    test_start_idx = int(np.flatnonzero(cum >= test_frac)[-1])
-    test_start_idx = min(max(test_start_idx, 1), len(days) - 1)
-    train_days = days[:test_start_idx]
-    n_recent = max(1, math.ceil(recent_frac * len(train_days)))
-    return int(train_days[-n_recent]), int(days[test_start_idx])
+        raise InvalidInput("data", "need at least 3 distinct days of clicks for a time split")
+    share = np.cumsum(counts[::-1])[::-1] / counts.sum()  # share of samples on day >= d
+
+    def start(frac: float, lo: int, hi: int) -> int:
+        ok = np.flatnonzero(share >= frac)
+        return min(max(int(ok[-1]) if len(ok) else 0, lo), hi)
+
+    window = math.ceil(label_days)
+    test_idx = start(test_frac, 2 + window, len(days) - 1)
+    val_idx = start(test_frac + val_frac, 1, test_idx - 1 - window)
+    if val_idx < 1:
+        raise InvalidInput(
+            "data",
+            f"{len(days)} click days leave no training days before a validation window "
+            f"longer than the {label_days:g}-day label window (--label-days)",
+        )
+    n_recent = max(1, math.ceil(recent_frac * val_idx))
+    return DaySplit(int(days[val_idx - n_recent]), int(days[val_idx]), int(days[test_idx]))
 
 
 def click_days(events: pd.DataFrame) -> np.ndarray:
@@ -399,14 +436,27 @@ def click_days(events: pd.DataFrame) -> np.ndarray:
 
 
 def chronological_split(
-    samples: CvrSamples, test_frac: float = 0.2, recent_frac: float = 0.25
-) -> tuple[CvrSamples, CvrSamples, CvrSamples]:
-    """(D, D_recent, D_test) by sample day, as the paper's Sec. IV-A.1 (see `split_days`)."""
-    recent_start, test_start = split_days(samples.day, test_frac, recent_frac)
-    train = samples.subset(samples.day < test_start)
-    recent = samples.subset((samples.day >= recent_start) & (samples.day < test_start))
-    test = samples.subset(samples.day >= test_start)
-    return train, recent, test
+    samples: CvrSamples, split: DaySplit, label_days: float
+) -> tuple[CvrSamples, CvrSamples, CvrSamples, CvrSamples]:
+    """(D, D_recent, validation, test) by click day (the paper's Sec. IV-A.1, plus a
+    validation window between training and test).
+
+    Purged: a training click whose label window (`label_days` after the click) reaches
+    the first validation day is dropped, and a validation click whose window reaches the
+    first test day, because its label is decided by purchases in the later part. Without
+    this, a model would be trained on labels made of validation or test days' buys.
+    """
+    window = int(label_days * 86400)
+    ends = samples.ts + window
+    train = samples.subset((samples.day < split.val_start) & (ends < split.val_start * 86400))
+    recent = train.subset(train.day >= split.recent_start)
+    val = samples.subset(
+        (samples.day >= split.val_start)
+        & (samples.day < split.test_start)
+        & (ends < split.test_start * 86400)
+    )
+    test = samples.subset(samples.day >= split.test_start)
+    return train, recent, val, test
 
 
 def promo_click_log(

@@ -4,9 +4,18 @@ Stage 1 trains BASE (FRN + ranking head) on the training days D; prototypes per 
 class are the mean frozen-FRN representation of one support day of that occasion in D_recent
 (the last days of D); stage 2 trains only the DMN and EPN on D_recent (paper Algorithm 1).
 
+Split (`training.features.cvr.chronological_split`): by click day into D, validation and
+test, D_recent the last days of D; training clicks whose label window reaches validation
+(and validation clicks whose window reaches test) are purged, and the vocabulary holds ids
+seen in D only. Both stages, and every neural baseline, train through `training.loop.fit`
+with early stopping on the validation AUC (best epoch restored).
+
 `--refresh-prototypes-from ARTIFACT_DIR --data ...` recomputes the prototypes (and the item
 statistics snapshot) from new days with the artifact's frozen weights and writes a new
 artifact version: no gradient step, so it takes seconds and the registry picks it up.
+
+This module holds the data, the fit and the artifact; `training.jobs.cvr_evaluate` the
+evaluation against the baselines.
 """
 
 from __future__ import annotations
@@ -17,26 +26,28 @@ import functools
 import json
 import logging
 import tempfile
-import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 
 from models.metacvr import DISTANCES, BaseCVR, MetaCVR, MetaCVRConfig
+from service.errors import InvalidInput
 from service.runtime.manifest import DataWindow
 from training import distributed
 from training.artifacts import write_artifact
-from training.baselines.cvr import EsmmCVR, LightGBMRecent
+from training.baselines.cvr import LightGBMRecent
+from training.comparison import validation_summary
 from training.features.cvr import (
     FIELDS,
     GROUPS,
     CvrSamples,
+    DaySplit,
     FeatureSpec,
     Vocab,
     build_samples,
@@ -46,13 +57,15 @@ from training.features.cvr import (
     promo_click_log,
     split_days,
 )
+from training.jobs.common import add_common_arguments, budget, dataset_name, set_threads
+from training.loop import Budget, FitReport, fit, minibatch_epoch, seed_everything
+from training.metrics import auc, log_loss
 from training.occasions import (
     OCCASIONS,
     OccasionCalendar,
     default_calendar,
     parse_promotion,
 )
-from training.reporting import write_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +78,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seq-len", type=int, default=20)
     g.add_argument("--stats-window", type=int, default=100)
     g.add_argument("--test-frac", type=float, default=0.2, help="last days' share of samples")
+    g.add_argument("--val-frac", type=float, default=0.1, help="validation: share before test")
     g.add_argument("--recent-frac", type=float, default=0.25, help="D_recent: last share of days")
     g.add_argument("--lgb-recent-frac", type=float, default=0.33, help="LightGBM's recent days")
     g.add_argument("--distance", choices=DISTANCES, default="spdm")
     g.add_argument("--d-model", type=int, default=64)
     g.add_argument("--heads", type=int, default=4)
-    g.add_argument("--epochs", type=int, default=4, help="stage 1 (BASE) epochs on D")
-    g.add_argument("--stage2-epochs", type=int, default=6, help="DMN + EPN epochs on D_recent")
-    g.add_argument("--finetune-epochs", type=int, default=2, help="BASE-F epochs on D_recent")
+    g.add_argument(
+        "--epochs", type=int, default=10, help="epoch budget on D: BASE (stage 1), ESMM-style"
+    )
+    g.add_argument(
+        "--stage2-epochs",
+        type=int,
+        default=10,
+        help="epoch budget on D_recent: DMN + EPN (stage 2) and BASE-F's fine-tuning",
+    )
     g.add_argument("--batch-size", type=int, default=256)
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--stage2-lr", type=float, default=1e-2)
     g.add_argument("--support-days", type=int, default=1, help="days per prototype (paper: 1)")
-    g.add_argument("--repeats", type=int, default=1, help="evaluate: seeds to average")
-    g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     g.add_argument(
         "--promotion",
         action="append",
@@ -94,16 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="artifact dir: recompute prototypes from --data, write a new version",
     )
+    add_common_arguments(parser)
 
 
 # ---- data --------------------------------------------------------------------------------
-def dataset_name(args: argparse.Namespace) -> str:
-    if not args.data or args.format == "synthetic":
-        return "synthetic"
-    first = Path(args.data[0]).resolve()
-    return (first if first.is_dir() else first.parent).name
-
-
 def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, str, OccasionCalendar | None]:
     """(events, sha256, calendar of the source or None) for --data / --format.
 
@@ -164,51 +176,58 @@ def _batch(s: CvrSamples, idx: np.ndarray | slice) -> dict[str, torch.Tensor]:
     }
 
 
-def fit(
+def fit_module(
     module: nn.Module,
     loss_fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
     params: list[nn.Parameter],
     data: CvrSamples,
-    epochs: int,
+    validate: Callable[[], float] | None,
+    budget: Budget,
+    *,
     batch_size: int,
     lr: float,
     seed: int,
+    label: str,
     ctx: distributed.DistContext | None = None,
-) -> list[float]:
-    """Plain Adam minibatch loop; returns the mean loss per epoch.
+) -> FitReport:
+    """Adam minibatches in `training.loop.fit`: early stopping on `validate()` (a validation
+    AUC), best epoch restored. BASE, BASE-F and ESMM-style alike.
 
     Under torchrun (`ctx` with several ranks) every rank draws the same permutation and takes
     its slice of each global batch; DDP averages the gradients, weighted by each rank's share,
     so the run follows the single-process one (stage 1 of `train`).
     """
-    if len(data) == 0 or epochs <= 0:
-        return []
     ctx = ctx or distributed.DistContext()
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    rng = seed_everything(seed)
     module.to(ctx.device)  # a no-op on the CPU (and so for `evaluate`)
     trainer = distributed.wrap(distributed.LossModule(module, loss_fn), ctx)
     opt = torch.optim.Adam(params, lr=lr)
-    history = []
-    module.train()
-    for _ in range(epochs):
-        order = rng.permutation(len(data))
-        total, count = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            mine = idx[distributed.local_slice(len(idx), ctx)]
-            # A rank left without rows still joins the gradient all-reduce, with weight 0.
-            weight = distributed.share_weight(len(mine), len(idx), ctx)
-            batch = _batch(data, mine if len(mine) else idx[:1])
-            loss = trainer({k: v.to(ctx.device) for k, v in batch.items()})
-            opt.zero_grad()
-            (loss * weight).backward()
-            opt.step()
-            total += loss.item() * len(mine)
-            count += len(idx)
-        history.append(distributed.mean_across_ranks(total, ctx) * ctx.world_size / count)
-    module.eval()
-    return history
+
+    def batch(rows: np.ndarray) -> tuple[dict[str, torch.Tensor]]:
+        return ({k: v.to(ctx.device) for k, v in _batch(data, rows).items()},)
+
+    def run_epoch(epoch: int) -> float:
+        return minibatch_epoch(trainer, opt, len(data), batch_size, batch, rng, ctx)
+
+    report = fit(module, run_epoch, validate, budget, label=label, ctx=ctx)
+    module.cpu()
+    return report
+
+
+def val_auc(
+    module: nn.Module,
+    fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
+    val: CvrSamples,
+) -> Callable[[], float] | None:
+    """The early-stopping score (validation AUC), or None when validation has one class."""
+    if len(np.unique(val.label)) < 2:
+        log.warning("validation days hold one class only: training runs its full budget")
+        return None
+
+    def score() -> float:
+        return auc(val.label, predict(module, fn, val))
+
+    return score
 
 
 @torch.no_grad()
@@ -219,7 +238,11 @@ def predict(
     batch_size: int = 2048,
 ) -> np.ndarray:
     module.eval()
-    out = [fn(_batch(data, slice(i, i + batch_size))) for i in range(0, len(data), batch_size)]
+    device = next(module.parameters()).device
+    out = [
+        fn({k: v.to(device) for k, v in _batch(data, slice(i, i + batch_size)).items()}).cpu()
+        for i in range(0, len(data), batch_size)
+    ]
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 
@@ -277,37 +300,59 @@ def compute_prototypes(
     return protos, sources
 
 
-# ---- one full run: ours + baselines -----------------------------------------------------------
-def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
-
-
-def score_all(y: np.ndarray, p: np.ndarray, occasion: np.ndarray) -> dict[str, Any]:
+# ---- the two stages ---------------------------------------------------------------------------
+def score_all(y: np.ndarray, p: np.ndarray, occasion: np.ndarray) -> dict[str, float | None]:
     """AUC (primary), log loss, and AUC per occasion where both classes occur."""
-    out: dict[str, Any] = {
-        "auc": _auc(y, p),
-        "logloss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])),
-    }
+    out: dict[str, float | None] = {"auc": _finite(auc(y, p)), "logloss": log_loss(y, p)}
     for k, name in enumerate(OCCASIONS):
         m = occasion == k
         if m.any():
-            out[f"auc_{name}"] = _auc(y[m], p[m])
+            out[f"auc_{name}"] = _finite(auc(y[m], p[m]))
     return out
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def base_prob(base: BaseCVR) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+    return lambda b: base.predict(b)["cvr"]
 
 
 def run_stage1(
     args: argparse.Namespace,
     cfg: MetaCVRConfig,
     train: CvrSamples,
+    val: CvrSamples,
     seed: int,
     ctx: distributed.DistContext | None = None,
-) -> BaseCVR:
+) -> tuple[BaseCVR, FitReport]:
+    """BASE (FRN + ranking head) on D, early-stopped on the validation AUC."""
     torch.manual_seed(seed)
     base = BaseCVR(cfg)
-    losses = fit(base, base.calculate_loss, list(base.parameters()), train, args.epochs,
-                 args.batch_size, args.lr, seed, ctx)  # fmt: skip
-    log.info("BASE stage 1 losses %s", [round(v, 4) for v in losses])
-    return base
+    report = fit_module(
+        base, base.calculate_loss, list(base.parameters()), train,
+        val_auc(base, base_prob(base), val), budget(args), batch_size=args.batch_size,
+        lr=args.lr, seed=seed, label=f"BASE seed {seed}", ctx=ctx,
+    )  # fmt: skip
+    return base, report
+
+
+def fine_tune(
+    args: argparse.Namespace,
+    base: BaseCVR,
+    recent: CvrSamples,
+    val: CvrSamples,
+    seed: int,
+) -> tuple[BaseCVR, FitReport]:
+    """BASE-F: BASE trained on from its weights on D_recent, within stage 2's budget."""
+    tuned = copy.deepcopy(base)
+    report = fit_module(
+        tuned, tuned.calculate_loss, list(tuned.parameters()), recent,
+        val_auc(tuned, base_prob(tuned), val), budget(args, args.stage2_epochs),
+        batch_size=args.batch_size, lr=args.lr, seed=seed, label=f"BASE-F seed {seed}",
+    )  # fmt: skip
+    return tuned, report
 
 
 def _stage2_loss(
@@ -317,215 +362,164 @@ def _stage2_loss(
     return nn.functional.binary_cross_entropy_with_logits(logit, labels)
 
 
+@torch.no_grad()
+def _frozen(model: MetaCVR, data: CvrSamples) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen FRN's representation [N, D] and base logit [N] of `data`."""
+    rep = represent(model.base, data)
+    s_b = model.base.head(rep)[:, 0] if len(rep) else torch.zeros(0)
+    return rep, s_b
+
+
 def run_stage2(
     args: argparse.Namespace,
     cfg: MetaCVRConfig,
     base: BaseCVR,
     prototypes: torch.Tensor,
     recent: CvrSamples,
+    val: CvrSamples,
     seed: int,
     ctx: distributed.DistContext | None = None,
-) -> MetaCVR:
-    """Freeze the FRN; train DMN + EPN on D_recent (Algorithm 1, stage 2).
+) -> tuple[MetaCVR, FitReport]:
+    """Freeze the FRN; train DMN + EPN on D_recent (Algorithm 1, stage 2), early-stopped on
+    the validation AUC.
 
-    The frozen FRN's representation and base logit are computed once, then the DMN and EPN
-    train on them: the same gradients as running the frozen network every step, far cheaper.
-    Under torchrun only the DMN and EPN are DDP-wrapped (the frozen FRN has nothing to sync):
-    every rank holds the same representations and prototypes, draws the same permutation and
-    trains on its slice of each global batch.
+    The frozen FRN's representation and base logit are computed once (for D_recent and the
+    validation days), then the DMN and EPN train on them: the same gradients as running the
+    frozen network every step, far cheaper. Under torchrun only the DMN and EPN are
+    DDP-wrapped (the frozen FRN has nothing to sync): every rank holds the same
+    representations and prototypes, draws the same permutation and trains on its slice of
+    each global batch.
     """
     ctx = ctx or distributed.DistContext()
-    torch.manual_seed(seed)
+    rng = seed_everything(seed)
     model = MetaCVR(cfg, base=copy.deepcopy(base))
     model.set_prototypes(prototypes)
     model.freeze_frn()
     model.eval()
-    with torch.no_grad():
-        rep = represent(model.base, recent)  # [N, D]
-        s_b = model.base.head(rep)[:, 0] if len(rep) else torch.zeros(0)  # [N]
+    rep, s_b = _frozen(model, recent)
+    val_rep, val_s_b = _frozen(model, val)
     labels = torch.from_numpy(recent.label)
     model.to(ctx.device)
     rep, s_b, labels = rep.to(ctx.device), s_b.to(ctx.device), labels.to(ctx.device)
+    val_rep, val_s_b = val_rep.to(ctx.device), val_s_b.to(ctx.device)
     trainable = nn.ModuleDict({"dmn": model.dmn, "epn": model.epn})
     trainer = distributed.wrap(
         distributed.LossModule(trainable, functools.partial(_stage2_loss, model)), ctx
     )
-    params = model.stage2_parameters()
-    opt = torch.optim.Adam(params, lr=args.stage2_lr)
-    rng = np.random.default_rng(seed)
-    losses = []
-    for _ in range(args.stage2_epochs if len(recent) else 0):
-        order = torch.from_numpy(rng.permutation(len(recent)))
-        total = 0.0
-        for start in range(0, len(order), args.batch_size):
-            idx = order[start : start + args.batch_size]
-            mine = idx[distributed.local_slice(len(idx), ctx)]
-            weight = distributed.share_weight(len(mine), len(idx), ctx)
-            rows = mine if len(mine) else idx[:1]
-            loss = trainer(rep[rows], s_b[rows], labels[rows])
-            opt.zero_grad()
-            (loss * weight).backward()
-            opt.step()
-            total += loss.item() * len(mine)
-        losses.append(distributed.mean_across_ranks(total, ctx) * ctx.world_size / len(recent))
+    opt = torch.optim.Adam(model.stage2_parameters(), lr=args.stage2_lr)
+
+    def batch(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+        index = torch.from_numpy(rows).to(ctx.device)
+        return rep[index], s_b[index], labels[index]
+
+    def run_epoch(epoch: int) -> float:
+        return minibatch_epoch(trainer, opt, len(recent), args.batch_size, batch, rng, ctx)
+
+    @torch.no_grad()
+    def validate() -> float:
+        model.eval()
+        logit, _ = model.scores_from_representation(val_rep, val_s_b)
+        return auc(val.label, logit.cpu().numpy())
+
+    has_classes = len(np.unique(val.label)) == 2
+    report = fit(
+        model, run_epoch, validate if has_classes else None,
+        budget(args, args.stage2_epochs), label=f"MetaCVR[{cfg.distance}] seed {seed}", ctx=ctx,
+    )  # fmt: skip
     model.cpu().eval()
-    log.info("MetaCVR[%s] stage 2 losses %s", cfg.distance, [round(v, 4) for v in losses])
-    return model
+    return model, report
 
 
-def _metacvr_prob(model: MetaCVR) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+def metacvr_prob(model: MetaCVR) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
     return lambda b: model.predict(b)["cvr"]
 
 
-def compare(
-    args: argparse.Namespace,
-    vocab: Vocab,
-    train: CvrSamples,
-    recent: CvrSamples,
-    test: CvrSamples,
-    seed: int,
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Every method of Table III on one split; returns metrics per method, proto sources."""
-    results: dict[str, dict[str, Any]] = {}
-    y, occ = test.label, test.occasion
-
-    def record(name: str, p: np.ndarray, seconds: float) -> None:
-        results[name] = {**score_all(y, p, occ), "train_s": round(seconds, 2)}
-
-    days = np.unique(train.day)
-    n_lgb = max(1, int(np.ceil(args.lgb_recent_frac * len(days))))
-    t0 = time.perf_counter()
-    lgb_recent = LightGBMRecent(seed=seed).fit(train.subset(train.day >= days[-n_lgb]))
-    record(f"LightGBM (last {n_lgb} days)", lgb_recent.predict(test), time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    lgb_all = LightGBMRecent(seed=seed).fit(train)
-    record("LightGBM (all of D)", lgb_all.predict(test), time.perf_counter() - t0)
-
-    cfg = model_config(args, vocab, "spdm")
-    t0 = time.perf_counter()
-    base = run_stage1(args, cfg, train, seed)
-    base_s = time.perf_counter() - t0
-    record("BASE", predict(base, lambda b: base.predict(b)["cvr"], test), base_s)
-
-    t0 = time.perf_counter()
-    base_f = copy.deepcopy(base)
-    fit(base_f, base_f.calculate_loss, list(base_f.parameters()), recent, args.finetune_epochs,
-        args.batch_size, args.lr, seed)  # fmt: skip
-    record("BASE-F", predict(base_f, lambda b: base_f.predict(b)["cvr"], test),
-           base_s + time.perf_counter() - t0)  # fmt: skip
-
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    esmm = EsmmCVR(cfg)
-    fit(esmm, esmm.calculate_loss, list(esmm.parameters()), train, args.epochs,
-        args.batch_size, args.lr, seed)  # fmt: skip
-    record("ESMM-style", predict(esmm, lambda b: esmm.predict(b)["cvr"], test),
-           time.perf_counter() - t0)  # fmt: skip
-
-    t0 = time.perf_counter()
-    protos, sources = compute_prototypes(base, recent, train, args.support_days)
-    proto_s = time.perf_counter() - t0
-    for distance in ("cosine", "euclidean", "nndm", "spdm"):
-        t0 = time.perf_counter()
-        model = run_stage2(args, model_config(args, vocab, distance), base, protos, recent, seed)
-        record(f"MetaCVR ({distance.upper() if distance in ('spdm', 'nndm') else distance})",
-               predict(model, _metacvr_prob(model), test),
-               base_s + proto_s + time.perf_counter() - t0)  # fmt: skip
-    return results, sources
+def method_name(distance: str) -> str:
+    return f"MetaCVR ({distance.upper() if distance in ('spdm', 'nndm') else distance})"
 
 
-def prepare(
-    args: argparse.Namespace,
-) -> tuple[Vocab, CvrSamples, CvrSamples, CvrSamples, OccasionCalendar, pd.DataFrame, str]:
+@dataclass
+class Prepared:
+    """One data set cut into the chronological split, with what the job needs around it."""
+
+    vocab: Vocab
+    train: CvrSamples  # D (purged)
+    recent: CvrSamples  # D_recent: the last days of D
+    val: CvrSamples  # validation days (purged)
+    test: CvrSamples
+    calendar: OccasionCalendar
+    events: pd.DataFrame
+    digest: str
+    days: DaySplit
+
+    def split_text(self) -> str:
+        def days(s: CvrSamples) -> str:
+            if not len(s):
+                return "none"
+            a = pd.Timestamp(int(s.day.min()) * 86400, unit="s").date()
+            b = pd.Timestamp(int(s.day.max()) * 86400, unit="s").date()
+            return f"{a}..{b}"
+
+        return (
+            f"chronological by click day: D {days(self.train)} ({len(self.train)} clicks), "
+            f"D_recent {days(self.recent)} ({len(self.recent)}), validation {days(self.val)} "
+            f"({len(self.val)}), test {days(self.test)} ({len(self.test)}); clicks whose label "
+            "window reaches the next part are purged; vocabulary from D's days only"
+        )
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
     events, digest, source_calendar = load_data(args)
     calendar = make_calendar(args, events, source_calendar)
     spec = _spec(args)
-    # The vocabulary holds ids seen before the test days only: a test click on an item that
-    # first appears in the test days is scored as an unknown item, as it would be online.
-    _, test_start = split_days(click_days(events), args.test_frac, args.recent_frac)
-    vocab = Vocab.build(events[events["ts"] < test_start * 86400])
-    samples = build_samples(events, calendar, vocab, spec, args.label_days)
-    train, recent, test = chronological_split(samples, args.test_frac, args.recent_frac)
-    log.info(
-        "samples: D %d (pos %.3f), D_recent %d, test %d (pos %.3f)",
-        len(train), train.label.mean(), len(recent), len(test), test.label.mean(),
-    )  # fmt: skip
-    return vocab, train, recent, test, calendar, events, digest
-
-
-def _split_text(train: CvrSamples, recent: CvrSamples, test: CvrSamples) -> str:
-    def days(s: CvrSamples) -> str:
-        a = pd.Timestamp(int(s.day.min()) * 86400, unit="s").date()
-        b = pd.Timestamp(int(s.day.max()) * 86400, unit="s").date()
-        return f"{a}..{b}"
-
-    return (
-        f"chronological by click day: D {days(train)} ({len(train)} clicks), "
-        f"D_recent {days(recent)} ({len(recent)}), test {days(test)} ({len(test)})"
+    days = split_days(
+        click_days(events), args.test_frac, args.recent_frac, args.val_frac, args.label_days
     )
+    # The vocabulary holds ids seen in the training days only: a later click on an item that
+    # first appears in validation or test is scored as an unknown item, as it would be online.
+    vocab = Vocab.build(events[events["ts"] < days.val_start * 86400])
+    samples = build_samples(events, calendar, vocab, spec, args.label_days)
+    train, recent, val, test = chronological_split(samples, days, args.label_days)
+    log.info(
+        "samples: D %d (pos %.3f), D_recent %d, val %d, test %d (pos %.3f)",
+        len(train), train.label.mean() if len(train) else 0.0, len(recent), len(val),
+        len(test), test.label.mean() if len(test) else 0.0,
+    )  # fmt: skip
+    if not len(train) or not len(val) or not len(test):
+        raise InvalidInput(
+            "data",
+            f"empty split after purging label windows: {len(train)} training, {len(val)} "
+            f"validation and {len(test)} test clicks (shorten --label-days or widen "
+            "--val-frac / --test-frac)",
+        )
+    return Prepared(vocab, train, recent, val, test, calendar, events, digest, days)
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(args.threads)
-    vocab, train, recent, test, calendar, _events, digest = prepare(args)
-    runs = []
-    sources: dict[str, str] = {}
-    for r in range(max(1, args.repeats)):
-        res, sources = compare(args, vocab, train, recent, test, args.seed + r)
-        runs.append(res)
-    methods: dict[str, dict[str, Any]] = {}
-    for name in runs[0]:
-        entry: dict[str, Any] = {}
-        for key in runs[0][name]:
-            vals = [run[name][key] for run in runs if run[name][key] is not None]
-            entry[key] = float(np.mean(vals)) if vals else None
-            if key == "auc" and len(vals) > 1:
-                entry["auc_std"] = float(np.std(vals))
-        methods[name] = entry
-    occ_counts = {}
-    for k, name in enumerate(OCCASIONS):
-        m = test.occasion == k
-        occ_counts[name] = f"{int(m.sum())} clicks, {int(test.label[m].sum())} buys"
-    notes = (
-        f"Click-then-buy samples (label: same user buys the item within {args.label_days:g} days). "
-        f"MetaCVR ({args.distance.upper()}) is the proposed model; Table III compares its four "
-        "distances. LightGBM stands in for the paper's XGBoost (its settings: 70 trees, depth 5). "
-        "ESMM-style uses click -> collect/cart/buy -> buy as its chain (no impressions in "
-        f"public logs). Test clicks per occasion: {occ_counts}. Prototype support: {sources}. "
-        f"{max(1, args.repeats)} seed(s), mean shown. CPU only; no GPU in this session."
-    )
-    ours = (
-        f"MetaCVR ({args.distance.upper() if args.distance in ('spdm', 'nndm') else args.distance})"
-    )
-    path = write_accuracy_file(args, digest, methods, ours, notes, train, recent, test, calendar)
-    log.info("wrote %s", path)
-    return {"methods": methods, "path": str(path)}
+    """Ours and every baseline over seeds: `training.jobs.cvr_evaluate`."""
+    from training.jobs.cvr_evaluate import evaluate as run
+
+    return run(args)
 
 
-def write_accuracy_file(
-    args: argparse.Namespace,
-    digest: str,
-    methods: dict[str, dict[str, Any]],
-    ours: str,
-    notes: str,
-    train: CvrSamples,
-    recent: CvrSamples,
-    test: CvrSamples,
-    calendar: OccasionCalendar,
-) -> Path:
-    return write_accuracy(
-        args.results_dir,
-        model=NAME,
-        dataset=dataset_name(args),
-        data_sha256=digest,
-        split=_split_text(train, recent, test),
-        primary_metric="auc",
-        higher_is_better=True,
-        methods=methods,
-        ours=ours,
-        notes=notes,
-        extra={"calendar": calendar.to_dict()},
-    )
+def baseline_validation(prep: Prepared, seed: int) -> dict[str, dict[str, float | None]]:
+    """LightGBM on all of D and on its recent days, scored on the validation days."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name, model in lightgbm_baselines(prep, seed).items():
+        out[name] = score_all(prep.val.label, model.predict(prep.val), prep.val.occasion)
+    return out
+
+
+def lightgbm_baselines(prep: Prepared, seed: int, recent_frac: float = 0.33) -> dict[str, Any]:
+    """The paper's tree baseline on D's last days and on all of D, early-stopped on val."""
+    days = np.unique(prep.train.day)
+    n_recent = max(1, int(np.ceil(recent_frac * len(days))))
+    return {
+        f"LightGBM (last {n_recent} days)": LightGBMRecent(seed=seed).fit(
+            prep.train.subset(prep.train.day >= days[-n_recent]), prep.val
+        ),
+        "LightGBM (all of D)": LightGBMRecent(seed=seed).fit(prep.train, prep.val),
+    }
 
 
 # ---- artifact -----------------------------------------------------------------------------------
@@ -587,30 +581,47 @@ def train(args: argparse.Namespace) -> Path:
     Every rank computes the prototypes from the same stage-1 weights and the full D_recent,
     then takes rank 0's (`broadcast_from_main`), so stage 2 starts from identical state.
     """
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     ctx = distributed.setup(getattr(args, "device", "cpu"))
     try:
         if args.refresh_prototypes_from is not None:
             # No gradient step: one process does it all; other ranks only must not write.
             return refresh_prototypes(args) if ctx.is_main else Path(args.artifacts)
-        vocab, train_s, recent, test, calendar, events, digest = prepare(args)
-        cfg = model_config(args, vocab, args.distance)
-        base = run_stage1(args, cfg, train_s, args.seed, ctx).cpu()
-        protos, sources = compute_prototypes(base, recent, train_s, args.support_days)
+        prep = prepare(args)
+        cfg = model_config(args, prep.vocab, args.distance)
+        base, stage1 = run_stage1(args, cfg, prep.train, prep.val, args.seed, ctx)
+        protos, sources = compute_prototypes(base, prep.recent, prep.train, args.support_days)
         distributed.broadcast_from_main(protos, ctx)
-        model = run_stage2(args, cfg, base, protos, recent, args.seed, ctx)
+        model, stage2 = run_stage2(args, cfg, base, protos, prep.recent, prep.val, args.seed, ctx)
         if not ctx.is_main:
             return Path(args.artifacts)
+        val = prep.val
         metrics = {
-            "test_auc": _auc(test.label, predict(model, _metacvr_prob(model), test)),
-            "test_auc_base": _auc(
-                test.label, predict(base, lambda b: base.predict(b)["cvr"], test)
+            "validation": validation_summary(
+                metric="auc",
+                higher_is_better=True,
+                ours=(
+                    method_name(args.distance),
+                    score_all(val.label, predict(model, metacvr_prob(model), val), val.occasion),
+                ),
+                baselines=baseline_validation(prep, args.seed),
+                split="the validation days (between D and test)",
             ),
-            "test_clicks": len(test),
+            "test": {
+                "auc": _finite(
+                    auc(prep.test.label, predict(model, metacvr_prob(model), prep.test))
+                ),
+                "auc_base": _finite(
+                    auc(prep.test.label, predict(base, base_prob(base), prep.test))
+                ),
+                "clicks": len(prep.test),
+            },
+            "fit": {"stage1": stage1.to_dict(), "stage2": stage2.to_dict()},
         }
         return _write(
-            args, model, vocab, calendar, events, digest, metrics, sources, dataset_name(args)
-        )
+            args, model, prep.vocab, prep.calendar, prep.events, prep.digest, metrics, sources,
+            dataset_name(args),
+        )  # fmt: skip
     finally:
         distributed.teardown(ctx)
 

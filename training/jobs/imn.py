@@ -2,21 +2,21 @@
 
 Protocol (Sec. 5.2-5.3 of the paper): the event log is split by time 80/10/10; IMN-Net is
 trained on the first 80% with JODIE's t-batches (`training.features.imn.t_batches`: exact
-w.r.t. one-by-one processing), the epoch with the best validation Recall@20 is kept, and the
-test split is replayed event by event (in conflict-free contiguous chunks) ranking the full
-item set before each event is applied. The baselines (`training.baselines.nextitem`) and the
-JODIE-equivalent (IMN without the resource branch and the MI head) go through the same
-replay on the same split in the same run.
+w.r.t. one-by-one processing) inside `training.loop.fit` (epoch budget `--epochs`, early
+stopping on the validation Recall@20, best epoch restored), and the test split is replayed
+event by event (in conflict-free contiguous chunks) ranking the full item set before each
+event is applied. The vocabulary holds the training split's users and items only.
+
+This module holds the data, the fit and the artifact; `training.jobs.imn_evaluate` runs the
+baselines (`training.baselines.nextitem`) and the JODIE-equivalent through the same replay
+on the same split, over seeds.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import logging
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,8 @@ import torch
 from models.imn import IMNConfig, IMNNet
 from service.runtime.manifest import DataWindow
 from training.artifacts import write_artifact
-from training.baselines.nextitem import (
-    LastItemCooccurrence,
-    Popularity,
-    RankingMetrics,
-    SessionGRU,
-)
+from training.baselines.nextitem import LastItemCooccurrence, Popularity, RankingMetrics
+from training.comparison import validation_summary
 from training.features.imn import (
     EventArrays,
     Vocab,
@@ -43,14 +39,18 @@ from training.features.imn import (
     t_batches,
     time_scale,
 )
-from training.reporting import write_accuracy
+from training.jobs.common import add_common_arguments, budget, set_threads
+from training.loop import FitReport, fit
 
 log = logging.getLogger(__name__)
-SPLIT = "chronological 80/10/10 by event time"
+SPLIT = "chronological 80/10/10 by event time; vocabulary from the training 80% only"
+PRIMARY = "recall@20"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=50, help="Sec. 5.2: 50 epochs")
+    parser.add_argument(
+        "--epochs", type=int, default=50, help="Sec. 5.2: 50 epochs (budget; early stopping)"
+    )
     parser.add_argument("--dim", type=int, default=128, help="Sec. 5.2: embeddings of 128")
     parser.add_argument("--lr", type=float, default=1e-3, help="Sec. 5.2: Adam, lr 1e-3")
     parser.add_argument("--batch-records", type=int, default=256, help="Sec. 5.2: 256 records")
@@ -61,9 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha-n", type=float, default=0.25, help="eq. 23 (Tmall: 0.25)")
     parser.add_argument("--top-k", type=int, default=100, help="k max of the scoring graph")
     parser.add_argument("--topk-chunk", type=int, default=0, help=">0: two-stage TopK chunk")
-    parser.add_argument("--gru-epochs", type=int, default=5)
-    parser.add_argument("--patience", type=int, default=3, help="stop after N epochs w/o gain")
     parser.add_argument("--max-events", type=int, default=0, help="keep only the first N events")
+    add_common_arguments(parser)
 
 
 # ---- data --------------------------------------------------------------------------------
@@ -268,7 +267,7 @@ def replay(
                     pop = torch.from_numpy(popularity[1:]).to(scores.dtype)
                     scores = torch.where(cold[:, None], pop.unsqueeze(0), scores)
             if metrics is not None:
-                metrics.add(scores, t["item_index"])
+                metrics.add(scores, t["item_index"], rows.user_slot)
             if on_scores is not None:
                 on_scores(rows, scores)
         new_u, new_i = model.update(
@@ -291,43 +290,36 @@ def replay(
 
 
 def fit_imn(
-    prep: Prepared, cfg: IMNConfig, args: argparse.Namespace, label: str = "imn"
-) -> tuple[IMNNet, dict[str, Any]]:
-    """Train for `args.epochs`, keep the weights of the best validation Recall@20."""
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    prep: Prepared,
+    cfg: IMNConfig,
+    args: argparse.Namespace,
+    label: str = "imn",
+    seed: int | None = None,
+) -> tuple[IMNNet, FitReport]:
+    """IMN-Net (or the JODIE-equivalent config) in `training.loop.fit`: one t-batch pass
+    per epoch, validated by replaying the validation split from the epoch's final states."""
+    seed = int(args.seed if seed is None else seed)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     model = IMNNet(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     train = prep.train
     batches = t_batches(train.user_slot, train.item_index)
-    best: tuple[float, dict[str, torch.Tensor] | None] = (-1.0, None)
-    history: list[dict[str, float]] = []
-    stale = 0
-    for epoch in range(args.epochs):
-        t0 = time.perf_counter()
-        loss, states = train_epoch(model, opt, train, batches, args.batch_records, gen)
-        val = RankingMetrics()
-        replay(model, prep.val, states, val)
-        res = val.result()
-        history.append({"epoch": epoch, "loss": loss, **res})
-        log.info(
-            "%s epoch %d loss %.4f val recall@20 %.4f (%.1fs)",
-            label,
-            epoch,
-            loss,
-            res.get("recall@20", 0.0),
-            time.perf_counter() - t0,
+    after_epoch: dict[str, States] = {}
+
+    def run_epoch(epoch: int) -> float:
+        loss, after_epoch["states"] = train_epoch(
+            model, opt, train, batches, args.batch_records, gen
         )
-        if res.get("recall@20", 0.0) > best[0]:
-            best, stale = (res.get("recall@20", 0.0), copy.deepcopy(model.state_dict())), 0
-        else:
-            stale += 1
-            if stale >= args.patience:
-                break
-    if best[1] is not None:
-        model.load_state_dict(best[1])
-    model.eval()
-    return model, {"history": history, "best_val_recall@20": best[0]}
+        return loss
+
+    def validate() -> float:
+        val = RankingMetrics()
+        replay(model, prep.val, after_epoch["states"], val)
+        return val.result().get(PRIMARY, 0.0)
+
+    report = fit(model, run_epoch, validate if len(prep.val) else None, budget(args), label=label)
+    return model, report
 
 
 def imn_config(prep: Prepared, args: argparse.Namespace, **overrides: Any) -> IMNConfig:
@@ -349,7 +341,7 @@ def imn_config(prep: Prepared, args: argparse.Namespace, **overrides: Any) -> IM
     return replace(cfg, **overrides)
 
 
-def test_metrics(model: IMNNet, prep: Prepared) -> tuple[dict[str, float], States]:
+def score_test(model: IMNNet, prep: Prepared) -> tuple[RankingMetrics, States]:
     """Replay train (no scoring) and val, then rank every test event; final states too.
 
     Users with no state yet get the popularity fallback, exactly as the service answers them.
@@ -363,77 +355,38 @@ def test_metrics(model: IMNNet, prep: Prepared) -> tuple[dict[str, float], State
         minlength=model.config.num_items,
     ).astype(np.float64)
     replay(model, prep.test, states, metrics, popularity=popularity)
-    return metrics.result(), states
+    return metrics, states
 
 
-# ---- the job contract ----------------------------------------------------------------------
+def score_counting(method: Popularity | LastItemCooccurrence, prep: Prepared) -> RankingMetrics:
+    """A counting baseline fed train + val, then ranking (and learning) through the test."""
+    method.observe(prep.train)
+    method.observe(prep.val)
+    metrics = RankingMetrics()
+    method.evaluate(prep.test, metrics)
+    return metrics
 
 
-def _baselines(prep: Prepared, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    n_items = len(prep.vocab.items)
+def baseline_validation(prep: Prepared) -> dict[str, dict[str, float]]:
+    """The counting baselines fed train, ranking the validation split (the manifest's peer)."""
     out: dict[str, dict[str, float]] = {}
     for cls in (Popularity, LastItemCooccurrence):
-        method = cls(n_items)
+        method = cls(len(prep.vocab.items))
         method.observe(prep.train)
-        method.observe(prep.val)
         metrics = RankingMetrics()
-        method.evaluate(prep.test, metrics)
+        method.evaluate(prep.val, metrics)
         out[method.name] = metrics.result()
-    torch.manual_seed(args.seed)
-    gru = SessionGRU(n_items, args.dim)
-    gru.fit(prep.train, epochs=args.gru_epochs, seed=args.seed)
-    hidden = torch.zeros(prep.stream.num_user_slots, args.dim)
-    gru.replay(prep.train, hidden)
-    gru.replay(prep.val, hidden)
-    metrics = RankingMetrics()
-    gru.replay(prep.test, hidden, metrics)
-    out[gru.name] = metrics.result()
     return out
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(1)
-    frame, sha, source = load_frame(args)
-    prep = prepare(frame, sha, source, args.max_events)
-    methods = _baselines(prep, args)
-    log.info("baselines: %s", json.dumps(methods))
-    jodie_cfg = imn_config(prep, args, use_resource=False, use_mi=False, alpha_n=0.0)
-    jodie, _ = fit_imn(prep, jodie_cfg, args, "jodie")
-    methods["jodie"], _ = test_metrics(jodie, prep)
-    model, info = fit_imn(prep, imn_config(prep, args), args, "imn")
-    methods["imn"], _ = test_metrics(model, prep)
-    dataset = _dataset_name(args)
-    write_accuracy(
-        args.results_dir,
-        model="imn",
-        dataset=dataset,
-        data_sha256=prep.sha256,
-        split=SPLIT,
-        primary_metric="recall@20",
-        higher_is_better=True,
-        methods=methods,
-        ours="imn",
-        notes=(
-            f"{len(prep.events)} events"
-            + (f" (the first {args.max_events} by time)" if args.max_events else "")
-            + f", {len(prep.vocab.users) - 1} train users, "
-            f"{len(prep.vocab.items) - 1} train items; ranking over all train items, a test "
-            "target unseen in training counts as a miss for every method. Each test event is "
-            "ranked before it is applied (streaming replay); popularity and co-occurrence count "
-            "online, GRU4Rec carries hidden states, JODIE = IMN without resource branch and MI "
-            f"head. IMN epochs: best val of {len(info['history'])} run (max {args.epochs}), "
-            f"dim {args.dim}, N {args.negatives}, alpha {args.alpha_m}/{args.alpha_n}. CPU only."
-        ),
-        extra={"imn_history": info["history"]},
-    )
-    return methods
+    """Ours and every baseline over seeds: `training.jobs.imn_evaluate`."""
+    from training.jobs.imn_evaluate import evaluate as run
+
+    return run(args)
 
 
-def _dataset_name(args: argparse.Namespace) -> str:
-    if not args.data:
-        return "synthetic"
-    first = Path(args.data[0]).resolve()
-    return first.name if first.is_dir() else first.parent.name
+# ---- the artifact ------------------------------------------------------------------------
 
 
 def build_artifact(
@@ -499,30 +452,48 @@ def build_artifact(
 def train_prepared(
     prep: Prepared, args: argparse.Namespace, fresh_state: bool = False
 ) -> tuple[Path, IMNNet, dict[str, Any]]:
-    """Fit, score the test split, write the artifact.
+    """Fit, score the validation and test splits, write the artifact.
 
-    The artifact's item table holds the states after the whole stream, so a fresh service
+    Returns (artifact dir, model, flat metrics: `val_recall@20` and `test_<metric>`). The
+    manifest records the validation metrics beside the best counting baseline's on the same
+    split. The artifact's item table holds the states after the whole stream, so a fresh service
     ranks with everything training saw. `fresh_state=True` writes the untouched initial
     states and zero popularity instead: for replaying the whole stream through the service
     (`bench.imn_online`), which must not count the history twice.
     """
-    model, info = fit_imn(prep, imn_config(prep, args), args)
-    test, states = test_metrics(model, prep)
-    metrics = {
-        "val_recall@20": info["best_val_recall@20"],
-        **{f"test_{k}": v for k, v in test.items()},
+    set_threads(args)
+    model, report = fit_imn(prep, imn_config(prep, args), args)
+    val_states = States(model, prep.stream.num_user_slots)
+    replay(model, prep.train, val_states)
+    val_metrics = RankingMetrics()
+    replay(model, prep.val, val_states, val_metrics)
+    test, states = score_test(model, prep)
+    flat = {
+        f"val_{PRIMARY}": val_metrics.result().get(PRIMARY, 0.0),
+        **{f"test_{k}": v for k, v in test.result().items()},
+    }
+    manifest_metrics = {
+        "validation": validation_summary(
+            metric=PRIMARY,
+            higher_is_better=True,
+            ours=("imn", val_metrics.result()),
+            baselines=baseline_validation(prep),
+            split="the validation 10% (after training, before test)",
+        ),
+        "test": test.result(),
+        "fit": report.to_dict(),
     }
     if fresh_state:
         states = States(model, prep.stream.num_user_slots)
-    path = build_artifact(model, prep, states, args.artifacts, metrics, fresh_state)
-    return path, model, metrics
+    path = build_artifact(model, prep, states, args.artifacts, manifest_metrics, fresh_state)
+    return path, model, flat
 
 
 def train(args: argparse.Namespace) -> Path:
     """Not data-parallel (deliberately left out of DDP, unlike the other jobs): each t-batch
     reads the mutually recursive user/item states the previous one wrote, so splitting it
     over ranks would need an all-gather of the states every t-batch."""
-    torch.set_num_threads(1)
+    set_threads(args)
     frame, sha, source = load_frame(args)
     prep = prepare(frame, sha, source, args.max_events)
     return train_prepared(prep, args)[0]
@@ -534,7 +505,7 @@ def demo_args(seed: int = 0, **overrides: Any) -> argparse.Namespace:
     add_arguments(parser)
     args = parser.parse_args([])
     args.seed, args.data, args.format = seed, [], "synthetic"
-    args.epochs, args.dim, args.negatives, args.top_k, args.gru_epochs = 3, 32, 32, 50, 1
+    args.epochs, args.dim, args.negatives, args.top_k = 3, 32, 32, 50
     args.max_events = 6000
     args.results_dir = Path("bench/results")
     for key, value in overrides.items():

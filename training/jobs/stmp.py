@@ -1,23 +1,30 @@
 """`salecast train|evaluate stmp`: STMP festival sales forecast (issue 6).
 
-Split: the last year of the data (52 weeks / 364 days) is the test period; every statistic
-(scales, z-scores) and every fitted parameter comes from the steps before it. Forecasts are
-one step ahead with the true history known up to the target (the paper's setting: predict
-y_{T+1} from the past T steps), for STMP and every baseline alike.
+Split (`make_split`): the last year of the data (52 weeks / 364 days) is the test period,
+the `--val-steps` before it (default a quarter year) the validation period; training targets
+lie before validation, and every statistic (scales, z-scores) comes from the training steps
+only. Forecasts are one step ahead with the true history known up to the target (the
+paper's setting: predict y_{T+1} from the past T steps), for STMP and every baseline alike.
 
 ST-training (Algorithm 1): views alternate between the spatial view (a task = a region)
 and the temporal view (a task = a day type). Each optimiser step draws `tasks` tasks of
 the current view, a context set D^r and a disjoint query set D~^r from each task's
 training instances, pools the context into q(psi | D^r) and scores the queries under
-p(y~ | x~, psi).
+p(y~ | x~, psi). An epoch of `training.loop.fit` is `--steps-per-epoch` optimiser steps
+(default: one spatial and one temporal phase); `--steps` is the budget, early stopping on the
+validation WMAE with the best epoch restored, the same for the neural baselines.
+
+This module holds the data, the fit and the artifact; `training.jobs.stmp_evaluate` the
+evaluation against the baselines.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +33,22 @@ import numpy as np
 import torch
 
 from models.stmp import STMP, STMPConfig
+from service.errors import InvalidInput
 from service.runtime.manifest import DataWindow
 from training import distributed
 from training.artifacts import write_artifact
+from training.comparison import validation_summary
 from training.features.stmp import (
     ORDINARY,
     Panel,
     build_panel,
     default_skips,
-    festival_occurrence,
     gather,
     instances,
+    steps_per_year,
 )
+from training.jobs.common import DEFAULT_PATIENCE, add_common_arguments, set_threads
+from training.loop import Budget, FitReport, fit
 from training.schemas import SalesData
 
 log = logging.getLogger(__name__)
@@ -54,7 +65,18 @@ HOLIDAY_WEIGHT = 5.0  # Kaggle Walmart WMAE: holiday weeks weigh 5
 
 # ---- CLI -----------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=1500, help="ST-training optimiser steps")
+    parser.add_argument(
+        "--steps", type=int, default=1500, help="optimiser-step budget (STMP and the networks)"
+    )
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="steps between validations (default: 2 x --view-steps, one phase of each view)",
+    )
+    parser.add_argument(
+        "--val-steps", type=int, default=None, help="validation period (default: a quarter year)"
+    )
     parser.add_argument("--tasks", type=int, default=8, help="tasks per optimiser step")
     parser.add_argument("--context", type=int, default=32, help="context instances per task")
     parser.add_argument("--query", type=int, default=32, help="query instances per task")
@@ -65,21 +87,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--psi-dim", type=int, default=32)
     parser.add_argument("--eval-samples", type=int, default=100, help="psi samples per forecast")
     parser.add_argument(
-        "--baseline-steps", type=int, default=1500, help="optimiser steps of LSTNet/MetaGRU"
-    )
-    parser.add_argument(
         "--no-variants", action="store_true", help="evaluate: skip the four STMP variants"
     )
     parser.add_argument(
         "--few-shot", default="", help="evaluate: comma list of shots for the Figure 7 curve"
     )
-    parser.add_argument("--plot", action="store_true", help="evaluate: write the forecast PNG")
     parser.add_argument(
         "--holdout",
         choices=["year", "none"],
         default="year",
-        help="train: hold out the last year for validation metrics, or train on everything",
+        help="train: hold out the last year as a test period, or train up to the validation "
+        "period at the end of the data",
     )
+    add_common_arguments(parser)
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -88,6 +108,41 @@ def load_data(args: argparse.Namespace) -> tuple[SalesData, str]:
     from training.data import load_sales_dataset
 
     return load_sales_dataset(args.data or [], args.format, seed=args.seed)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Step indices: training targets in [0, val_start), validation, then test to `end`."""
+
+    val_start: int
+    test_start: int
+    end: int
+
+    def describe(self, panel: Panel) -> str:
+        def span(a: int, b: int) -> str:
+            if a >= b:
+                return "none"
+            return f"{panel.dates[a].date()} .. {panel.dates[b - 1].date()} ({b - a} steps)"
+
+        return (
+            f"chronological: training targets {span(0, self.val_start)}, validation "
+            f"{span(self.val_start, self.test_start)}, test {span(self.test_start, self.end)}; "
+            "statistics from the training steps only"
+        )
+
+
+def make_split(
+    data: SalesData, args: argparse.Namespace, test_year: bool = True
+) -> tuple[Panel, Split]:
+    """The panel, its statistics from the training steps only, and where each part begins."""
+    year = steps_per_year(data.frequency)
+    val_steps = getattr(args, "val_steps", None) or year // 4
+    test_steps = year if test_year else 0
+    if val_steps < 1:
+        raise InvalidInput("val_steps", f"must be at least 1, got {val_steps}")
+    panel = build_panel(data, holdout_steps=val_steps + test_steps)
+    start = panel.train_end
+    return panel, Split(start, start + val_steps, panel.n_steps)
 
 
 def model_config(panel: Panel, args: argparse.Namespace, **switches: bool) -> STMPConfig:
@@ -181,22 +236,12 @@ def _task_batch(
     return batch
 
 
-def st_train(
-    model: STMP,
-    panel: Panel,
-    n_idx: np.ndarray,
-    t_idx: np.ndarray,
-    *,
-    steps: int,
-    tasks: int = 8,
-    context: int = 32,
-    query: int = 32,
-    view_steps: int = 50,
-    lr: float = 3e-3,
-    seed: int = 0,
-    ctx: distributed.DistContext | None = None,
-) -> list[float]:
-    """Algorithm 1 with fixed-length view phases; returns the loss per step.
+class STTraining:
+    """Algorithm 1 with fixed-length view phases, run a number of steps at a time.
+
+    The RNG, optimiser and cosine schedule (over the whole step budget) persist across
+    `run` calls, so an epoch boundary of `training.loop.fit` changes nothing in the
+    trajectory; it is only where validation happens.
 
     Under torchrun (`ctx` with several ranks) every rank draws the same tasks, context and
     query sets from the same seeded RNG, keeps every task's full context set and takes its
@@ -208,39 +253,89 @@ def st_train(
     the same draw in every process, whereas a share of the tasks would draw a different shape
     and so different noise. The price is that every rank encodes every context set.
     """
-    ctx = ctx or distributed.DistContext()
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    pools = task_pools(panel, n_idx, t_idx)
-    views = [pools.spatial, pools.temporal]
-    model.to(ctx.device)
-    trainer = distributed.wrap(distributed.LossModule(model), ctx)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr / 10)
-    window = model.cfg.window
-    mine = distributed.local_slice(query, ctx)
-    n_mine = mine.stop - mine.start
-    # A rank left without queries still joins the gradient all-reduce, with weight 0.
-    weight = distributed.share_weight(n_mine, query, ctx)
-    keep = mine if n_mine else slice(0, 1)
-    losses = []
-    model.train()
-    for step in range(steps):
-        view = views[(step // view_steps) % 2]
-        batch = _task_batch(panel, n_idx, t_idx, view, rng, tasks, context, query, window, keep)
-        loss = trainer({k: v.to(ctx.device) for k, v in batch.items()})
-        opt.zero_grad()
-        (loss * weight).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(distributed.mean_across_ranks(float(loss.detach()) * weight, ctx))
-        if step % 250 == 0:
-            log.info(
-                "stmp step %d view %s loss %.4f", step, "ST"[(step // view_steps) % 2], losses[-1]
+
+    def __init__(
+        self,
+        model: STMP,
+        panel: Panel,
+        n_idx: np.ndarray,
+        t_idx: np.ndarray,
+        *,
+        total_steps: int,
+        tasks: int = 8,
+        context: int = 32,
+        query: int = 32,
+        view_steps: int = 50,
+        lr: float = 3e-3,
+        seed: int = 0,
+        ctx: distributed.DistContext | None = None,
+    ) -> None:
+        self.ctx = ctx or distributed.DistContext()
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.model, self.panel, self.n_idx, self.t_idx = model, panel, n_idx, t_idx
+        pools = task_pools(panel, n_idx, t_idx)
+        self.views = [pools.spatial, pools.temporal]
+        self.tasks, self.context, self.query, self.view_steps = tasks, context, query, view_steps
+        model.to(self.ctx.device)
+        self.trainer = distributed.wrap(distributed.LossModule(model), self.ctx)
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.opt, T_max=max(total_steps, 1), eta_min=lr / 10
+        )
+        mine = distributed.local_slice(query, self.ctx)
+        n_mine = mine.stop - mine.start
+        # A rank left without queries still joins the gradient all-reduce, with weight 0.
+        self.weight = distributed.share_weight(n_mine, query, self.ctx)
+        self.keep = mine if n_mine else slice(0, 1)
+        self.step = 0
+
+    def run(self, steps: int) -> float:
+        """`steps` optimiser steps; the mean (all-rank) loss over them."""
+        losses = []
+        for _ in range(steps):
+            view = self.views[(self.step // self.view_steps) % 2]
+            batch = _task_batch(
+                self.panel, self.n_idx, self.t_idx, view, self.rng, self.tasks, self.context,
+                self.query, self.model.cfg.window, self.keep,
+            )  # fmt: skip
+            loss = self.trainer({k: v.to(self.ctx.device) for k, v in batch.items()})
+            self.opt.zero_grad()
+            (loss * self.weight).backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            self.sched.step()
+            losses.append(
+                distributed.mean_across_ranks(float(loss.detach()) * self.weight, self.ctx)
             )
-    model.cpu().eval()
-    return losses
+            self.step += 1
+        return float(np.mean(losses)) if losses else float("nan")
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    """An optimiser-step budget cut into validation epochs (the same for every network)."""
+
+    steps: int
+    per_epoch: int
+    patience: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StepBudget:
+        per_epoch = getattr(args, "steps_per_epoch", None) or 2 * args.view_steps
+        return cls(
+            int(args.steps), int(per_epoch), int(getattr(args, "patience", DEFAULT_PATIENCE))
+        )
+
+    @property
+    def epochs(self) -> Budget:
+        return Budget(
+            max_epochs=max(1, math.ceil(self.steps / self.per_epoch)), patience=self.patience
+        )
+
+    def steps_in(self, epoch: int) -> int:
+        """Steps of the 1-based `epoch` (the last one takes what is left of the budget)."""
+        return max(0, min(self.per_epoch, self.steps - (epoch - 1) * self.per_epoch))
 
 
 # ---- task representations -------------------------------------------------------------------
@@ -266,6 +361,8 @@ def pooled_embeddings(
     rng = np.random.default_rng(seed)
     pools = task_pools(panel, n_idx, t_idx)
     window = model.cfg.window
+    device = next(model.parameters()).device
+    model.eval()
 
     def pool(groups: dict[int, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
         out = np.full((size, model.cfg.embed), np.nan, dtype=np.float32)
@@ -277,11 +374,11 @@ def pooled_embeddings(
             with torch.no_grad():
                 a = model.encode_instances(
                     *(
-                        torch.from_numpy(np.ascontiguousarray(inputs[k]))
+                        torch.from_numpy(np.ascontiguousarray(inputs[k])).to(device)
                         for k in ("hist", "static", "category", "target", "y")
                     )
                 )
-            out[key] = a.mean(0).numpy()
+            out[key] = a.mean(0).cpu().numpy()
             count[key] = len(ids)
         return out, count
 
@@ -314,6 +411,8 @@ def predict_stmp(
     """(point [B], samples [B, K]) in normalised units."""
     gen = torch.Generator().manual_seed(seed)
     window = model.cfg.window
+    device = next(model.parameters()).device
+    model.eval()
     points, draws = [], []
     for i in range(0, len(n_idx), batch):
         nn_, tt = n_idx[i : i + batch], t_idx[i : i + batch]
@@ -322,20 +421,33 @@ def predict_stmp(
         b = len(nn_)
         with torch.no_grad():
             point, draw, _ = model.forecast(
-                torch.from_numpy(inputs["hist"]),
-                torch.from_numpy(inputs["static"]),
-                torch.from_numpy(inputs["category"]),
-                torch.from_numpy(inputs["target"]),
-                torch.from_numpy(task),
-                torch.randn(b, samples, model.cfg.psi_dim, generator=gen),
-                torch.randn(b, samples, generator=gen),
+                torch.from_numpy(inputs["hist"]).to(device),
+                torch.from_numpy(inputs["static"]).to(device),
+                torch.from_numpy(inputs["category"]).to(device),
+                torch.from_numpy(inputs["target"]).to(device),
+                torch.from_numpy(task).to(device),
+                torch.randn(b, samples, model.cfg.psi_dim, generator=gen).to(device),
+                torch.randn(b, samples, generator=gen).to(device),
             )
-        points.append(point.numpy())
-        draws.append(draw.numpy())
+        points.append(point.cpu().numpy())
+        draws.append(draw.cpu().numpy())
     return np.concatenate(points).astype(np.float64), np.concatenate(draws).astype(np.float64)
 
 
 # ---- metrics --------------------------------------------------------------------------------
+def holiday_weights(day_type: np.ndarray) -> np.ndarray:
+    """WMAE weights: 1 on ordinary steps, HOLIDAY_WEIGHT on every other day type."""
+    return np.where(day_type == 0, 1.0, HOLIDAY_WEIGHT)
+
+
+def wmae(
+    actual: np.ndarray, pred: np.ndarray, day_type: np.ndarray, rows: np.ndarray | None = None
+) -> float:
+    """Holiday-weighted MAE in source units; `rows` = bootstrap weights per instance."""
+    w = holiday_weights(day_type) * (1.0 if rows is None else rows)
+    return float(np.sum(w * np.abs(pred - actual)) / np.sum(w)) if np.sum(w) > 0 else float("nan")
+
+
 def forecast_metrics(
     actual: np.ndarray,
     pred: np.ndarray,
@@ -347,11 +459,10 @@ def forecast_metrics(
     """MSE/RMSE/holiday-weighted MAE in source units, RMSE of normalised values, per day
     type, and interval coverage when predictive samples (normalised) are given."""
     err = pred - actual
-    weight = np.where(day_type == 0, 1.0, HOLIDAY_WEIGHT)
     out: dict[str, float] = {
         "mse": float(np.mean(err**2)),
         "rmse": float(np.sqrt(np.mean(err**2))),
-        "wmae": float(np.sum(weight * np.abs(err)) / np.sum(weight)),
+        "wmae": wmae(actual, pred, day_type),
         "rmse_scaled": float(np.sqrt(np.mean((err / scale) ** 2))),
     }
     fest = day_type != 0
@@ -378,68 +489,127 @@ def forecast_metrics(
 
 
 # ---- train ----------------------------------------------------------------------------------
-def _fit(
+def validation_wmae(
+    panel: Panel, n_idx: np.ndarray, t_idx: np.ndarray
+) -> Callable[[np.ndarray], float]:
+    """WMAE in source units of normalised point forecasts of the given instances."""
+    actual = panel.raw[n_idx, t_idx]
+    scale = panel.scale[n_idx]
+    day_type = panel.day_type_idx[t_idx]
+    return lambda pred_norm: wmae(actual, pred_norm * scale, day_type)
+
+
+def fit_stmp(
     panel: Panel,
+    split: Split,
     args: argparse.Namespace,
     switches: dict[str, bool],
+    seed: int,
     keep: np.ndarray | None = None,
     ctx: distributed.DistContext | None = None,
-) -> tuple[STMP, np.ndarray, np.ndarray, list[float]]:
+    label: str = "stmp",
+) -> tuple[STMP, np.ndarray, np.ndarray, FitReport]:
+    """ST-training in `training.loop.fit`, early-stopped on the validation WMAE.
+
+    `keep` [T] drops training targets at the steps it marks False (the few-shot curve).
+    """
     cfg = model_config(panel, args, **switches)
-    n_idx, t_idx = instances(panel, min_history(cfg), 0, panel.train_end)
+    hist = min_history(cfg)
+    n_idx, t_idx = instances(panel, hist, 0, split.val_start)
     if keep is not None:
         n_idx, t_idx = n_idx[keep[t_idx]], t_idx[keep[t_idx]]
-    torch.manual_seed(args.seed)
+    val_n, val_t = instances(panel, hist, split.val_start, split.test_start)
+    torch.manual_seed(seed)
     model = STMP(cfg)
-    losses = st_train(
-        model,
-        panel,
-        n_idx,
-        t_idx,
-        steps=args.steps,
-        tasks=args.tasks,
-        context=args.context,
-        query=args.query,
-        view_steps=args.view_steps,
-        lr=args.lr,
-        seed=args.seed,
+    steps = StepBudget.from_args(args)
+    training = STTraining(
+        model, panel, n_idx, t_idx, total_steps=steps.steps, tasks=args.tasks,
+        context=args.context, query=args.query, view_steps=args.view_steps, lr=args.lr,
+        seed=seed, ctx=ctx,
+    )  # fmt: skip
+    score = validation_wmae(panel, val_n, val_t)
+
+    def validate() -> float:
+        tables = pooled_embeddings(model, panel, n_idx, t_idx, seed=seed)
+        point, _ = predict_stmp(model, panel, tables, val_n, val_t, 1, seed)
+        return score(point)
+
+    report = fit(
+        model, lambda epoch: training.run(steps.steps_in(epoch)),
+        validate if len(val_n) else None, steps.epochs, label=label, higher_is_better=False,
         ctx=ctx,
-    )
-    return model, n_idx, t_idx, losses
+    )  # fmt: skip
+    model.cpu().eval()
+    return model, n_idx, t_idx, report
+
+
+def baseline_validation(
+    panel: Panel, split: Split, hist_min: int, window: int, seed: int
+) -> dict[str, dict[str, float]]:
+    """Seasonal naive, AR and LightGBM on the validation period (the manifest's peers)."""
+    from training.baselines import forecast as bl
+
+    train_n, train_t = instances(panel, hist_min, 0, split.val_start)
+    val_n, val_t = instances(panel, hist_min, split.val_start, split.test_start)
+    if not len(val_n):
+        return {}
+    actual, scale = panel.raw[val_n, val_t], panel.scale[val_n]
+    day_type = panel.day_type_idx[val_t]
+    predictions = {
+        "seasonal-naive": bl.seasonal_naive(panel, val_n, val_t),
+        "ar": bl.fit_ar(panel, train_n, train_t, window=window).predict(panel, val_n, val_t),
+        "lightgbm": bl.fit_lightgbm(panel, train_n, train_t, val_n, val_t, seed=seed)[0](
+            val_n, val_t
+        ),
+    }
+    return {
+        name: forecast_metrics(actual, pred * scale, scale, day_type, panel.day_types)
+        for name, pred in predictions.items()
+    }
 
 
 def train(args: argparse.Namespace) -> Path:
-    """ST-training, task tables, validation metrics and the artifact.
+    """ST-training, task tables, validation (and test) metrics and the artifact.
 
-    Under torchrun ST-training is data-parallel (see `st_train`); the task tables and the
-    validation forecasts are computed by rank 0 alone, which writes the artifact.
+    Under torchrun ST-training is data-parallel (see `STTraining`); the task tables and the
+    forecasts are computed by rank 0 alone, which writes the artifact.
     """
-    torch.set_num_threads(1)
+    set_threads(args)
     data, dataset = load_data(args)
-    holdout = None if args.holdout == "year" else 0
-    panel = build_panel(data, holdout_steps=holdout)
+    panel, split = make_split(data, args, test_year=getattr(args, "holdout", "year") == "year")
     ctx = distributed.setup(getattr(args, "device", "cpu"))
     try:
-        model, n_idx, t_idx, losses = _fit(panel, args, {}, ctx=ctx)
+        model, n_idx, t_idx, report = fit_stmp(panel, split, args, {}, args.seed, ctx=ctx)
         if not ctx.is_main:
             return Path(args.artifacts)
     finally:
         distributed.teardown(ctx)
     tables = pooled_embeddings(model, panel, n_idx, t_idx, seed=args.seed)
-    metrics: dict[str, Any] = {"train_loss_last50": float(np.mean(losses[-50:]))}
-    if panel.train_end < panel.n_steps:
-        vn, vt = instances(panel, min_history(model.cfg), panel.train_end, panel.n_steps)
+    hist = min_history(model.cfg)
+
+    def scored(start: int, stop: int) -> dict[str, float]:
+        vn, vt = instances(panel, hist, start, stop)
+        if not len(vn):
+            return {}
         point, draws = predict_stmp(model, panel, tables, vn, vt, args.eval_samples, args.seed)
         scale = panel.scale[vn]
-        metrics["validation"] = forecast_metrics(
-            panel.raw[vn, vt],
-            point * scale,
-            scale,
-            panel.day_type_idx[vt],
-            panel.day_types,
+        return forecast_metrics(
+            panel.raw[vn, vt], point * scale, scale, panel.day_type_idx[vt], panel.day_types,
             draws,
-        )
-        metrics["validation_split"] = "last year of the data"
+        )  # fmt: skip
+
+    metrics: dict[str, Any] = {
+        "validation": validation_summary(
+            metric="wmae",
+            higher_is_better=False,
+            ours=("stmp", scored(split.val_start, split.test_start)),
+            baselines=baseline_validation(panel, split, hist, model.cfg.window, args.seed),
+            split=split.describe(panel),
+        ),
+        "fit": report.to_dict(),
+    }
+    if split.test_start < split.end:
+        metrics["test"] = scored(split.test_start, split.end)
     return export_artifact(
         model, panel, tables, data, dataset, args.artifacts, metrics, samples=args.eval_samples
     )
@@ -529,238 +699,8 @@ def train_demo(artifacts_root: Path, seed: int = 0) -> Path:
     return train(args)
 
 
-# ---- evaluate -------------------------------------------------------------------------------
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """STMP, its variants and every baseline on the last year, in one run (one JSON)."""
-    from training.baselines import forecast as bl
-    from training.reporting import write_accuracy
+    """Ours, its variants and every baseline over seeds: `training.jobs.stmp_evaluate`."""
+    from training.jobs.stmp_evaluate import evaluate as run
 
-    torch.set_num_threads(1)  # the 2-core machine is shared; one thread per job
-    t0 = time.time()
-    data, dataset = load_data(args)
-    panel = build_panel(data)
-    base_cfg = model_config(panel, args)
-    window = base_cfg.window
-    hist_min = min_history(base_cfg)
-    train_n, train_t = instances(panel, hist_min, 0, panel.train_end)
-    test_n, test_t = instances(panel, hist_min, panel.train_end, panel.n_steps)
-    actual = panel.raw[test_n, test_t]
-    scale = panel.scale[test_n]
-    dtype = panel.day_type_idx[test_t]
-    log.info(
-        "panel: %d series x %d steps; %d train / %d test instances",
-        panel.n_series,
-        panel.n_steps,
-        len(train_n),
-        len(test_n),
-    )
-
-    methods: dict[str, dict[str, float]] = {}
-    timings: dict[str, float] = {}
-    preds: dict[str, np.ndarray] = {}
-
-    def record(name: str, pred_norm: np.ndarray, draws: np.ndarray | None = None) -> None:
-        preds[name] = pred_norm * scale
-        methods[name] = forecast_metrics(
-            actual, pred_norm * scale, scale, dtype, panel.day_types, draws
-        )
-        log.info(
-            "%s: rmse %.2f wmae %.2f (%.0fs)",
-            name,
-            methods[name]["rmse"],
-            methods[name]["wmae"],
-            time.time() - t0,
-        )
-
-    record("seasonal-naive", bl.seasonal_naive(panel, test_n, test_t))
-    ar = bl.fit_ar(panel, train_n, train_t, window=window)
-    record("ar", ar.predict(panel, test_n, test_t))
-    lgb_predict = bl.fit_lightgbm(panel, train_n, train_t, seed=args.seed)
-    record("lightgbm", lgb_predict(test_n, test_t))
-
-    skips, _, ar_order = default_skips(panel.frequency)
-    torch.manual_seed(args.seed)
-    lstnet = bl.LSTNet(
-        base_cfg.n_dynamic,
-        base_cfg.n_target,
-        # The conv/GRU part reads at most 64 recent steps (a 360-step GRU on daily data
-        # costs minutes per epoch on 2 cores); the AR highway covers the AR order.
-        min(window, 64),
-        skip=skips[1],
-        ar_window=ar_order,
-    )
-    bl.fit_network(
-        lstnet,
-        bl.call_lstnet,
-        panel,
-        train_n,
-        train_t,
-        window,
-        steps=args.baseline_steps,
-        seed=args.seed,
-    )
-    record("lstnet", bl.predict_network(lstnet, bl.call_lstnet, panel, test_n, test_t, window))
-
-    def metagru() -> torch.nn.Module:
-        torch.manual_seed(args.seed)
-        return bl.MetaGRU(
-            base_cfg.n_dynamic,
-            base_cfg.n_static,
-            base_cfg.n_target,
-            base_cfg.n_categories,
-            steps=min(window, hist_min),
-        )
-
-    mgru = bl.fit_network(
-        metagru(),
-        bl.call_metagru,
-        panel,
-        train_n,
-        train_t,
-        window,
-        steps=args.baseline_steps,
-        seed=args.seed,
-    )
-    record("metagru", bl.predict_network(mgru, bl.call_metagru, panel, test_n, test_t, window))
-
-    variants = ["stmp"] if args.no_variants else list(VARIANTS)
-    models: dict[str, STMP] = {}
-    for name in variants:
-        start = time.time()
-        model, n_idx, t_idx, _ = _fit(panel, args, VARIANTS[name])
-        tables = pooled_embeddings(model, panel, n_idx, t_idx, seed=args.seed)
-        point, draws = predict_stmp(
-            model, panel, tables, test_n, test_t, args.eval_samples, args.seed
-        )
-        timings[name] = time.time() - start
-        record(name, point, draws)
-        models[name] = model
-
-    extra: dict[str, Any] = {"timings_s": timings}
-    if args.few_shot:
-        shots = [int(s) for s in args.few_shot.split(",") if s.strip()]
-        extra["few_shot"] = few_shot_curve(
-            panel, args, shots, test_n, test_t, actual, scale, hist_min, window
-        )
-    notes = (
-        f"{panel.n_series} series ({len(panel.regions)} regions x {len(panel.categories)} "
-        f"categories), {panel.n_steps} {panel.frequency} steps; test = last "
-        f"{panel.n_steps - panel.train_end} steps ({panel.dates[panel.train_end].date()} .. "
-        f"{panel.dates[-1].date()}), {len(test_n)} one-step-ahead forecasts with the true "
-        "history known (the paper's setting). mse/rmse/wmae in source units (wmae: "
-        "non-ordinary day types weigh 5); rmse_scaled on sales divided by the series' "
-        "training mean |sales|; '<day type>.*' per day type. Coverage from "
-        f"{args.eval_samples} samples of psi and the observation noise. DeepAR not run: "
-        "gluonts 0.17 would downgrade pandas 3.1 to 2.3 (pip --dry-run), so it does not "
-        "install cleanly here. Trained on CPU only (no GPU in this session). "
-        f"Day types: {', '.join(panel.day_types)}."
-    )
-    path = write_accuracy(
-        args.results_dir,
-        model="stmp",
-        dataset=dataset,
-        data_sha256=data.sha256,
-        split=f"chronological: last {panel.n_steps - panel.train_end} steps (one year) as test",
-        primary_metric="wmae",
-        higher_is_better=False,
-        methods=methods,
-        ours="stmp",
-        notes=notes,
-        extra=extra,
-    )
-    if args.plot:
-        from bench.stmp_plot import plot_few_shot, plot_forecasts
-
-        if "few_shot" in extra:
-            plot_few_shot(
-                extra["few_shot"], Path(args.results_dir) / f"stmp-few-shot-{dataset}.png"
-            )
-
-        plot_forecasts(
-            panel,
-            test_n,
-            test_t,
-            actual,
-            preds,
-            Path(args.results_dir) / f"stmp-forecast-{dataset}.png",
-        )
-    log.info("wrote %s in %.0fs", path, time.time() - t0)
-    return {"path": str(path), "methods": methods, **extra}
-
-
-def few_shot_curve(
-    panel: Panel,
-    args: argparse.Namespace,
-    shots: list[int],
-    test_n: np.ndarray,
-    test_t: np.ndarray,
-    actual: np.ndarray,
-    scale: np.ndarray,
-    hist_min: int,
-    window: int,
-) -> dict[str, Any]:
-    """Figure 7: festival error on the test year against past occurrences kept in training.
-
-    With k shots, training keeps only the k most recent occurrences (years) of each festival
-    before the test year; k = 0 drops every festival target from training. STMP and
-    MetaGRU (the paper's pair) are retrained for each k.
-    """
-    from training.baselines import forecast as bl
-
-    occurrence = festival_occurrence(panel)
-    dtypes = panel.day_type_idx
-    before = {
-        int(d): int(occurrence[: panel.train_end][dtypes[: panel.train_end] == d].max()) + 1
-        for d in np.unique(dtypes[: panel.train_end])
-        if d != 0
-    }
-    fest = dtypes[test_t] != 0
-    # RMSE in source units leads: scaled by each series' mean, a few departments whose
-    # festival weeks sell tens of times their mean dominate every method's error alike.
-    curve: dict[str, Any] = {
-        "shots": shots,
-        "metric": "festival-week rmse in source units on the test year (mae, rmse_scaled too)",
-        "occurrences_before_test": {panel.day_types[d]: n for d, n in before.items()},
-    }
-    for method in ("stmp", "metagru"):
-        for metric in ("rmse", "mae", "rmse_scaled"):
-            curve[f"{method}.{metric}"] = []
-
-    def record(method: str, pred: np.ndarray) -> None:
-        err = pred - actual[fest]
-        curve[f"{method}.rmse"].append(float(np.sqrt(np.mean(err**2))))
-        curve[f"{method}.mae"].append(float(np.mean(np.abs(err))))
-        curve[f"{method}.rmse_scaled"].append(float(np.sqrt(np.mean((err / scale[fest]) ** 2))))
-
-    for k in shots:
-        keep = np.ones(panel.n_steps, dtype=bool)
-        for t in range(panel.train_end):
-            d = int(dtypes[t])
-            if d != 0 and occurrence[t] < before[d] - k:
-                keep[t] = False
-        model, n_idx, t_idx, _ = _fit(panel, args, {}, keep=keep)
-        tables = pooled_embeddings(model, panel, n_idx, t_idx, seed=args.seed)
-        point, _ = predict_stmp(model, panel, tables, test_n[fest], test_t[fest], 10, args.seed)
-        record("stmp", point * scale[fest])
-        torch.manual_seed(args.seed)
-        tn, tt = instances(panel, hist_min, 0, panel.train_end)
-        tn, tt = tn[keep[tt]], tt[keep[tt]]
-        net = bl.MetaGRU(
-            panel.dynamic.shape[2],
-            panel.static.shape[1],
-            panel.calendar_feats.shape[1],
-            len(panel.categories),
-            steps=min(window, hist_min),
-        )
-        bl.fit_network(
-            net, bl.call_metagru, panel, tn, tt, window, steps=args.baseline_steps, seed=args.seed
-        )
-        pred = bl.predict_network(net, bl.call_metagru, panel, test_n[fest], test_t[fest], window)
-        record("metagru", pred * scale[fest])  # the network predicts normalised sales
-        log.info(
-            "few-shot k=%d: festival rmse stmp %.1f metagru %.1f",
-            k,
-            curve["stmp.rmse"][-1],
-            curve["metagru.rmse"][-1],
-        )
-    return curve
+    return run(args)
