@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from service.api.deps import RegistryDep
 from service.api.schemas.models import (
@@ -13,6 +16,7 @@ from service.api.schemas.models import (
     ReloadOutcome,
     ReloadResponse,
     TensorInfo,
+    ValidationSummary,
 )
 from service.errors import NotFound
 from service.runtime.registry import LoadedModel, ModelRegistry
@@ -26,6 +30,17 @@ def _refused(registry: ModelRegistry, name: str) -> list[RefusedVersion]:
         RefusedVersion(version=r.version, reason=r.reason, at=r.at)
         for r in registry.refused(name)[name]
     ]
+
+
+def _validation(metrics: dict[str, Any]) -> ValidationSummary | None:
+    """The manifest's `metrics.validation` block, if it has the recorded shape."""
+    block = metrics.get("validation")
+    if not isinstance(block, dict) or "metric" not in block or "ours" not in block:
+        return None
+    try:
+        return ValidationSummary.model_validate(block)
+    except ValidationError:  # an older or hand-written manifest: shown raw under `metrics`
+        return None
 
 
 def model_info(registry: ModelRegistry, loaded: LoadedModel) -> ModelInfo:
@@ -51,6 +66,7 @@ def model_info(registry: ModelRegistry, loaded: LoadedModel) -> ModelInfo:
         created=manifest.created,
         data_window=manifest.data_window.model_dump(),
         metrics=manifest.metrics,
+        validation=_validation(manifest.metrics),
         graphs=graphs,
         refused=[r for r in _refused(registry, loaded.name) if r.version > loaded.version],
     )

@@ -27,6 +27,29 @@ class RefusedVersion(BaseModel):
     at: str
 
 
+class ValidationSummary(BaseModel):
+    """The artifact's validation metrics beside the best simple baseline's on the same split.
+
+    Training fits the baselines on the same training data and scores them on the same
+    validation split (`training.comparison.validation_summary`); `behind_baseline` flags a
+    served model that a simple baseline beats on its own data.
+    """
+
+    split: str = ""
+    metric: str
+    higher_is_better: bool
+    ours: dict[str, Any] = Field(description="Ours: name and validation metrics.")
+    best_baseline: dict[str, Any] | None = Field(
+        default=None, description="The best baseline on `metric`: name and validation metrics."
+    )
+    baselines: dict[str, float] = Field(
+        default_factory=dict, description="Every baseline tried, its value of `metric`."
+    )
+    behind_baseline: bool | None = Field(
+        default=None, description="True when the best baseline scores better on `metric`."
+    )
+
+
 class ModelInfo(BaseModel):
     """One served model version, as the registry holds it."""
 
@@ -39,6 +62,11 @@ class ModelInfo(BaseModel):
     created: str
     data_window: dict[str, Any]
     metrics: dict[str, Any] = Field(description="Metrics recorded in the manifest by training.")
+    validation: ValidationSummary | None = Field(
+        default=None,
+        description="Validation metrics of this version next to the best baseline's on the "
+        "same split (absent for artifacts trained before this was recorded).",
+    )
     graphs: dict[str, GraphInfo]
     refused: list[RefusedVersion] = Field(
         default_factory=list, description="Newer versions refused at load, with the reason."
