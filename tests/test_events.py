@@ -18,6 +18,7 @@ from service.api.errors import install_error_handlers
 from service.api.routes.events import router
 from service.errors import NotReady, StateStoreError
 from service.events import Event, EventPipeline, make_waves
+from service.events.ingest import EventIngestor
 from service.events.two_phase import TwoPhaseWriter
 from service.state.store import StateStore, UserResult, UserWrite, WaveEvent, WaveResult
 
@@ -67,7 +68,7 @@ def make_app(url: str, updaters: list[Any], store_cls: type[StateStore] = StateS
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await store_cls.connect(url)
         app.state.store = store
-        app.state.events = EventPipeline(store, updaters)
+        app.state.events = EventIngestor(EventPipeline(store, updaters))
         yield
         await store.close()
 
@@ -303,6 +304,33 @@ def test_an_event_turned_stale_by_another_replica_writes_nothing(clean_redis: st
     assert read_states(clean_redis, "toy", "item", ["ia"]) == [None]
     [u] = read_states(clean_redis, "toy", "user", ["u"])
     assert u.version == (NOW + 20, "b1")
+
+
+def test_concurrent_batches_are_joined_and_answered_per_request(clean_redis: str) -> None:
+    """Batches arriving together go through one pass: every event applied once, each request
+    answered with its own events in its own order, a repeat across requests a duplicate."""
+
+    async def main() -> list[Any]:
+        store = await StateStore.connect(clean_redis)
+        try:
+            ingestor = EventIngestor(EventPipeline(store, [ToyUpdater()]))
+            batches = [
+                [ev(f"r{r}e{k}", f"u{k % 5}", "hot", NOW + 10 * k + r) for k in range(6)]
+                for r in range(4)
+            ] + [[ev("r0e0", "u0", "hot", NOW)]]  # the first request's first event again
+            return await asyncio.gather(*(ingestor.submit(b) for b in batches))
+        finally:
+            await store.close()
+
+    results = asyncio.run(main())
+    for r, result in enumerate(results[:4]):
+        assert [o.index for o in result.results] == list(range(6))
+        assert [o.event_id for o in result.results] == [f"r{r}e{k}" for k in range(6)]
+    statuses = [o.status for result in results[:4] for o in result.results]
+    assert statuses.count("applied") == 24
+    assert [o.status for o in results[4].results] == ["duplicate"]
+    [item] = read_states(clean_redis, "toy", "item", ["hot"])
+    np.testing.assert_allclose(item.vector, [24.0, 0.0])  # every event once, no conflicts
 
 
 class CountingClient:

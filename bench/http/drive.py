@@ -97,16 +97,17 @@ init = function(args)
   run = args[1] or "run"
   base = os.time()
 end
--- A /v1/events batch with fresh ids. Each wrk thread owns its own users and walks through a
--- pool much larger than the requests in flight, so one user's events arrive in time order.
+-- A /v1/events batch with fresh ids. Each wrk thread (and run: warm-up, measure) owns its own
+-- users and walks through a pool much larger than the requests in flight, so one user's
+-- events arrive in time order and a late warm-up request never meets a measured user.
 local function events_body()
   local parts = {}
   for j = 0, EV_B - 1 do
     local u = (n * EV_B + j) % EV_POOL
     parts[#parts + 1] = string.format(
-      '{"event_id":"wrk-%s-%d-%d-%d","user_id":"load-w%d-%d","item_id":"%s",' ..
+      '{"event_id":"wrk-%s-%d-%d-%d","user_id":"load-%s-w%d-%d","item_id":"%s",' ..
       '"action":"%s","timestamp":%.6f}',
-      run, tid, n, j, tid, u, EV_ITEMS[(n * 7 + j) % #EV_ITEMS + 1],
+      run, tid, n, j, run, tid, u, EV_ITEMS[(n * 7 + j) % #EV_ITEMS + 1],
       EV_ACTIONS[(n + j) % #EV_ACTIONS + 1], base + n * 1e-4 + j * 1e-6)
   end
   return '{"events":[' .. table.concat(parts, ",") .. ']}'

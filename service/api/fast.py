@@ -1,6 +1,9 @@
 """Lean JSON endpoints for the hot routes, with the OpenAPI document kept whole.
 
-A hot route takes only the `Request` and returns a `Response` of bytes:
+A hot route is declared on a `HotRouter` and takes only the `Request`, returning a `Response`
+of bytes. It is served by a plain Starlette `Route` placed in front of the app's routes, and
+documented by the FastAPI route of the same path and method that the router also declares
+(which the Starlette route shadows):
 
 * `body_as(request, Model)` validates the raw body with pydantic-core in one pass from bytes
   (`model_validate_json`: no `json.loads` into Python objects first); a bad body raises
@@ -10,29 +13,60 @@ A hot route takes only the `Request` and returns a `Response` of bytes:
 * `query_int` / `query_float` parse the few query parameters a hot route takes, failing with
   `InvalidInput` naming the parameter.
 
-Why: measured in-process on the 2-core machine (`bench/results/speed-http-stack.md`), a FastAPI
-endpoint with typed path/query parameters and a `response_model` spends about 100-140 us per
-request solving parameters and validating and serialising the response, against about 10 us
-for a `Request`-only endpoint returning bytes, and a recommendation's own work is a few tens of
-microseconds. The routes still declare `response_model` (documentation only: a returned
-`Response` is not re-validated) and `openapi(...)` adds the body schema and parameters the
-handler parses itself, so `/openapi.json` and `/docs` describe them as before.
+Why: measured in-process on the 2-core machine, the same `Request`-only endpoint cost about
+230-300 us of CPU per request as a route of an included FastAPI router (FastAPI's matching,
+dependency solving and scope bookkeeping) and about 50 us as a Starlette route, and typed
+parameters with a `response_model` add about 100 us more; a recommendation's own work is a few
+tens of microseconds. The FastAPI declaration keeps `response_model` (documentation only) and
+`openapi(...)` adds the body schema and the parameters the handler parses itself, so
+`/openapi.json` and `/docs` describe the hot routes like every other; errors raised in them go
+through the same exception handlers (they sit around the router).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.routing import BaseRoute, Route
 
 from service.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
 JSON = "application/json"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class HotRouter(APIRouter):
+    """An `APIRouter` whose `hot(...)` routes are also served by Starlette directly.
+
+    `create_app` includes it like any router (that registers the documentation) and puts its
+    `serving` routes in front of the app's routes (`serve_hot_routes`).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.serving: list[BaseRoute] = []
+
+    def hot(self, path: str, method: str, **documentation: Any) -> Callable[[Endpoint], Endpoint]:
+        """Declare `path` for `method`: the endpoint takes the request, returns bytes."""
+
+        def register(endpoint: Endpoint) -> Endpoint:
+            self.add_api_route(path, endpoint, methods=[method], **documentation)
+            self.serving.append(Route(self.prefix + path, endpoint, methods=[method]))
+            return endpoint
+
+        return register
+
+
+def serve_hot_routes(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """Put every `HotRouter`'s Starlette routes in front of the app's routes, in order."""
+    hot = [route for r in routers if isinstance(r, HotRouter) for route in r.serving]
+    app.router.routes[0:0] = hot
 
 
 async def body_as(request: Request, model: type[M]) -> M:

@@ -10,6 +10,7 @@ registry (batchers finish their queues) and closes the store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import itertools
 import logging
@@ -25,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_body, install_error_handlers
-from service.api.fast import register_schemas
+from service.api.fast import register_schemas, serve_hot_routes
 from service.api.routes import ROUTERS
 from service.api.schemas import ErrorResponse
 from service.api.schemas.cvr import CvrScoreRequest
@@ -59,6 +60,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Routes polled by probes and scrapers: timed, but not written to the access log.
 _QUIET = {"/health/live", "/health/ready", "/metrics"}
+GC_THRESHOLD = 50_000  # allocations between young-generation collections (default 700)
 
 
 class RequestContextMiddleware:
@@ -150,6 +152,22 @@ class RequestContextMiddleware:
             REQUEST_ID.reset(token)
 
 
+def settle_garbage_collector() -> None:
+    """Freeze what start-up built and collect young objects less often.
+
+    Measured under load (bench notes), the cyclic collector took about a tenth of a serving
+    process's CPU: every request allocates a few hundred short-lived objects, so the default
+    first-generation threshold (700) triggers a collection every few requests, each one also
+    walking the long-lived model tables, vocabularies and modules. `gc.freeze()` moves
+    everything alive after start-up out of the collector's sight, and a higher threshold keeps
+    the young generation's collections rare; reference counting still frees almost all request
+    garbage at once, so memory does not grow.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
+
+
 async def connect_store(settings: Settings) -> StateStore | None:
     """The state store the settings name (PING checked), or None when the app runs without Redis."""
     if not settings.redis_url:
@@ -189,14 +207,17 @@ async def drain(state: Any, timeout_s: float) -> int:
 
 
 def _include_routers(app: FastAPI) -> None:
+    routers = []
     for module_name in ROUTERS:
         module = importlib.import_module(module_name)
         app.include_router(module.router, responses=ERROR_RESPONSES)
+        routers.append(module.router)
         # A router whose servable needs per-app wiring (load hooks, state updaters) exposes
         # `install(app)`; it runs once per app, before the lifespan loads any model.
         install = getattr(module, "install", None)
         if install is not None:
             install(app)
+    serve_hot_routes(app, routers)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
@@ -219,6 +240,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
             reconnect = asyncio.get_running_loop().create_task(_keep_connecting(app, settings))
         try:
             await registry.start()
+            settle_garbage_collector()
             app_log.info(
                 "service started",
                 extra={

@@ -10,10 +10,11 @@ protocol is not the expensive part; the per-call machinery around it is.
 Design:
 
 * **One connection, many callers.** Redis answers the commands of one connection in order, so a
-  command needs no connection of its own: it is written to the socket at once and its future is
-  queued; `data_received` parses replies with hiredis (the C parser redis-py uses too) and
-  resolves the futures first-in first-out. Commands issued in the same event-loop turn leave in
-  one TCP segment, so concurrent requests pipeline themselves (as ioredis' auto-pipelining does).
+  command needs no connection of its own: its future is queued and its bytes are buffered;
+  `data_received` parses replies with hiredis (the C parser redis-py uses too) and resolves the
+  futures first-in first-out. The buffer is written once at the end of the event-loop turn, so
+  the commands of concurrent requests leave in one system call and pipeline themselves (as
+  ioredis' auto-pipelining does); on a loopback socket the write is the costly part.
 * **Socket-level timeout, not per read.** A watchdog checks every quarter of `timeout_s` whether
   the oldest outstanding command has waited longer than `timeout_s`; if so the connection is
   declared dead and closed. No timer is armed per command.
@@ -106,6 +107,19 @@ class _Protocol(asyncio.Protocol):
         self.waiting: deque[_Batch] = deque()
         self.transport: asyncio.Transport | None = None
         self._on_lost = on_lost
+        self._out: list[bytes] = []  # commands of this event-loop turn, written at its end
+
+    def queue(self, data: bytes) -> None:
+        """Buffer `data` and write everything buffered once, at the end of this loop turn:
+        concurrent requests' commands share one system call (auto-pipelining)."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._out.append(data)
+
+    def flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they offer the same methods.
@@ -242,16 +256,15 @@ class MultiplexedRedis:
     @staticmethod
     def _send(protocol: _Protocol, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
         """Write `commands` in one buffer; a future of their replies, in order."""
-        transport = protocol.transport
-        if transport is None:
+        if protocol.transport is None:
             raise ConnectionError("redis connection lost")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(_Batch(future, len(commands), time.monotonic()))
         pack = hiredis.pack_command
         if len(commands) == 1:
-            transport.write(pack(tuple(commands[0])))
+            protocol.queue(pack(tuple(commands[0])))
         else:
-            transport.write(b"".join([pack(tuple(c)) for c in commands]))
+            protocol.queue(b"".join([pack(tuple(c)) for c in commands]))
         return future
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
-from service.api.fast import body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response, openapi
 from service.api.schemas.cvr import CvrPair, CvrScoreRequest, CvrScoreResponse
 from service.servables.cvr import MODEL, SERVABLE, PairInput, SeqEvent, sequence_source
 
-router = APIRouter(tags=["cvr"])
+router = HotRouter(tags=["cvr"])
 
 
 def to_pair_input(pair: CvrPair) -> PairInput:
@@ -24,8 +24,11 @@ def to_pair_input(pair: CvrPair) -> PairInput:
     )
 
 
-@router.post(
-    "/v1/score/cvr", response_model=CvrScoreResponse, openapi_extra=openapi(body=CvrScoreRequest)
+@router.hot(
+    "/v1/score/cvr",
+    "POST",
+    response_model=CvrScoreResponse,
+    openapi_extra=openapi(body=CvrScoreRequest),
 )
 async def score_cvr(request: Request) -> Response:
     """CVR per pair and the occasion used (from the artifact's calendar unless given).

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from service.api.deps import get_store
-from service.api.fast import body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response, openapi
 from service.api.schemas.forecast import FestivalForecastRequest, FestivalForecastResponse
 from service.servables.stmp import MODEL, SERVABLE, StoreSalesHistory
 
-router = APIRouter(tags=["forecast"])
+router = HotRouter(tags=["forecast"])
 
 
-@router.post(
+@router.hot(
     "/v1/forecast/festival",
+    "POST",
     response_model=FestivalForecastResponse,
     openapi_extra=openapi(body=FestivalForecastRequest),
 )

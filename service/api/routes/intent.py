@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
-from service.api.fast import body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response, openapi
 from service.api.schemas.intent import IntentScoreRequest, IntentScoreResponse
 from service.servables.intent import MODEL, SERVABLE, UserInput, count_source
 
-router = APIRouter(tags=["intent"])
+router = HotRouter(tags=["intent"])
 
 
 def to_user_inputs(users: list[str | object]) -> list[UserInput]:
@@ -28,8 +28,9 @@ def to_user_inputs(users: list[str | object]) -> list[UserInput]:
     return out
 
 
-@router.post(
+@router.hot(
     "/v1/score/intent",
+    "POST",
     response_model=IntentScoreResponse,
     openapi_extra=openapi(body=IntentScoreRequest),
 )

@@ -8,10 +8,10 @@ registered late still sees every pre-sale period already ingested).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from service.api.deps import RegistryDep, StoreDep, get_store
-from service.api.fast import body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response, openapi
 from service.api.routes.sales import SALES_INGEST_HOOKS
 from service.api.schemas.promotion import (
     BuyThroughRequest,
@@ -25,7 +25,7 @@ from service.api.schemas.promotion import (
 )
 from service.servables.dinop import MODEL, SERVABLE, Promotion
 
-router = APIRouter(tags=["promotion"])
+router = HotRouter(tags=["promotion"])
 
 if SERVABLE.on_sales not in SALES_INGEST_HOOKS:
     SALES_INGEST_HOOKS.append(SERVABLE.on_sales)
@@ -59,8 +59,9 @@ async def list_promotions(store: StoreDep) -> PromotionList:
     return PromotionList(promotions=[PromotionRef(type=p.type, date=p.date) for p in promos])
 
 
-@router.post(
+@router.hot(
     "/v1/forecast/promotion-items",
+    "POST",
     response_model=PromotionForecastResponse,
     openapi_extra=openapi(body=PromotionForecastRequest),
 )

@@ -5,14 +5,21 @@ A hot route (`service.api.fast`): the request object only, a bytes response.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
-from service.api.fast import json_response, openapi, parameter, query_float, query_int
+from service.api.fast import (
+    HotRouter,
+    json_response,
+    openapi,
+    parameter,
+    query_float,
+    query_int,
+)
 from service.api.schemas.recommendations import RecommendationResponse
 from service.errors import InvalidInput
 from service.servables.imn import MODEL, install, recommend
 
-router = APIRouter(tags=["recommendations"])
+router = HotRouter(tags=["recommendations"])
 
 __all__ = ["install", "router"]
 
@@ -21,8 +28,9 @@ K_LIMIT = 10_000  # the model's own k max (usually far lower) is checked by the 
 MAX_AT = 1e11  # Unix seconds; about the year 5138
 
 
-@router.get(
+@router.hot(
     "/v1/recommendations/{user_id}",
+    "GET",
     response_model=RecommendationResponse,
     openapi_extra=openapi(
         parameters=[
