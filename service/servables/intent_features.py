@@ -96,14 +96,17 @@ def _recency_bin(ago: np.ndarray, present: np.ndarray) -> np.ndarray:
 
 
 def _max_streak(active: np.ndarray) -> np.ndarray:
-    """Longest run of consecutive active buckets per row of a boolean [N, W] array."""
-    n, w = active.shape
-    run = np.zeros(n, dtype=np.int64)
-    best = np.zeros(n, dtype=np.int64)
-    for t in range(w):  # W is small (tens), N is large: loop over time, vectorise users
-        run = np.where(active[:, t], run + 1, 0)
-        best = np.maximum(best, run)
-    return best
+    """Longest run of consecutive active buckets per row of a boolean [N, W] array.
+
+    Without a loop over W (a served request has few users, so per-bucket numpy calls would
+    dominate it): `total[t]` counts active buckets up to t, and the run ending at t is
+    `total[t]` minus the count at the last inactive bucket at or before t.
+    """
+    if active.shape[1] == 0:
+        return np.zeros(active.shape[0], dtype=np.int64)
+    total = np.cumsum(active, axis=1, dtype=np.int64)
+    at_gap = np.maximum.accumulate(np.where(active, 0, total), axis=1)
+    return (total - at_gap).max(axis=1)
 
 
 def counts_from_events(

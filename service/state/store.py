@@ -615,17 +615,7 @@ class StateStore:
         rows = await self.pipeline(
             "sequences", [("LRANGE", keys.sequence(u), -take, -1) for u in user_ids]
         )
-        out = []
-        for row in rows:
-            ts, actions, cats, items = [], [], [], []
-            for raw in row:
-                t, a, c, i = _text(raw).split(SEP, 4)[:4]
-                ts.append(float(t))
-                actions.append(a)
-                cats.append(c or None)
-                items.append(i)
-            out.append(UserSequence(np.asarray(ts, dtype=np.float64), actions, cats, items))
-        return out
+        return [_sequence(row) for row in rows]
 
     async def action_counts(
         self,
@@ -688,6 +678,32 @@ class StateStore:
         flat = await self.execute("read_history", "HGETALL", keys.history(region, name))
         rows = sorted((_text(flat[i]), decode_vector(flat[i + 1])) for i in range(0, len(flat), 2))
         return rows if n is None else rows[-n:] if n > 0 else []
+
+
+def _sequence(row: Sequence[bytes]) -> UserSequence:
+    """A stored sequence (entries of `sequence_entry`) as columns.
+
+    One join and one split for the whole list, instead of a split per entry: a scoring
+    request reads a few hundred entries. Entries from before event ids were kept (four
+    fields) take the per-entry path.
+    """
+    if not row:
+        return UserSequence(np.zeros(0), [], [], [])
+    parts = SEP.join([_text(raw) for raw in row]).split(SEP)
+    if len(parts) == 5 * len(row):
+        return UserSequence(
+            np.asarray(parts[0::5], dtype=np.float64),
+            parts[1::5],
+            [c or None for c in parts[2::5]],
+            parts[3::5],
+        )
+    fields = [_text(raw).split(SEP, 4) for raw in row]
+    return UserSequence(
+        np.asarray([f[0] for f in fields], dtype=np.float64),
+        [f[1] for f in fields],
+        [f[2] or None for f in fields],
+        [f[3] for f in fields],
+    )
 
 
 def tail_version(entry: bytes | str | None) -> tuple[float, str] | None:
