@@ -17,6 +17,20 @@ from training.reporting import invoked_command, machine_description
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
+def bench_command(module: str, argv: Sequence[str] | None = None) -> str:
+    """How a benchmark was run, as a user retypes it: ``python -m <module> <args>`` without
+    ``--results-dir`` (where the files went is not part of how they were made)."""
+    import shlex
+    import sys
+
+    shown = list(sys.argv[1:] if argv is None else argv)
+    if "--results-dir" in shown:
+        i = shown.index("--results-dir")
+        del shown[i : i + 2]
+    shown = [a for a in shown if not a.startswith("--results-dir=")]
+    return shlex.join(["python", "-m", module, *shown])
+
+
 def latency_run(
     name: str, latencies_s: Sequence[float], items: int, wall_s: float, errors: int = 0
 ) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -47,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS_DIR, write_speed
+from bench.common import RESULTS_DIR, bench_command, write_speed
 from bench.http import profile
 from bench.http.drive import WRK_HINT, Load, Request, drive, wrk_available
 from bench.http.procs import HOST, Processes, free_port, on_sigterm, process_cpu_seconds, wait_ready
@@ -404,11 +403,7 @@ def write(
         )
         if part
     )
-    shown = list(sys.argv[1:])
-    if "--results-dir" in shown:  # where the files went is not part of how they were made
-        i = shown.index("--results-dir")
-        del shown[i : i + 2]
-    command = "python -m bench.http_load " + shlex.join(shown)
+    command = bench_command("bench.http_load")
     path = write_speed(
         f"http-{route}",
         bench.runs,

@@ -7,6 +7,7 @@ the embedded Valkey and real ONNX Runtime sessions.
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,31 @@ def test_cold_user_gets_flagged_popularity(client: Any) -> None:
     body = resp.json()
     assert body["fallback"] is True and body["fallback_reason"]
     assert len(body["items"]) == 5
+
+
+def test_popularity_fallback_is_shared_by_replicas(artifact: Path, clean_redis: str) -> None:
+    """Events applied through one replica move the fallback another replica answers."""
+    from fastapi.testclient import TestClient
+
+    from service.api.main import create_app
+
+    def app() -> Any:
+        return create_app(
+            artifacts_dir=artifact.parent.parent, redis_url=clean_redis, poll_interval_s=0
+        )
+
+    with TestClient(app()) as a, TestClient(app()) as b:
+        before = b.get("/v1/recommendations/nobody", params={"k": 3}).json()["items"]
+        cold = before[-1]["item_id"]  # third most popular: push it to the top through `a`
+        events = [
+            {"event_id": f"p{n}", "user_id": f"fan{n}", "item_id": cold, "action": "browse",
+             "timestamp": time.time() - 60}
+            for n in range(int(before[0]["score"]) + 5)
+        ]  # fmt: skip
+        assert a.post("/v1/events", json={"events": events}).json()["applied"] == len(events)
+        after = b.get("/v1/recommendations/nobody", params={"k": 3}).json()["items"]
+    assert after[0]["item_id"] == cold
+    assert after[0]["score"] == before[-1]["score"] + len(events)  # seeded once, not per replica
 
 
 def test_events_update_state_and_rank(client: Any, clean_redis: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+import redis as redis_lib
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -20,7 +21,7 @@ from service.errors import NotReady, StateStoreError
 from service.events import Event, EventPipeline, make_waves
 from service.events.ingest import EventIngestor
 from service.events.two_phase import TwoPhaseWriter
-from service.state.store import StateStore, UserResult, UserWrite, WaveEvent, WaveResult
+from service.state.store import StateStore, UserResult, UserWrite, WaveResult
 
 NOW = float(int(time.time()) // 3600 * 3600 - 7200)  # two hours ago, hour-aligned
 
@@ -31,6 +32,7 @@ class ToyUpdater:
     model = "toy"
     user_dim = 2
     item_dim = 2
+    counters = ("sc:pop:toy:test",)
 
     def __init__(self) -> None:
         self.waves: list[list[str]] = []
@@ -123,6 +125,8 @@ def test_batch_applies_in_waves_and_replay_is_duplicate(clean_redis: str) -> Non
         assert {x["status"] for x in again["results"]} == {"duplicate"}
     assert len(toy.waves) == 2  # nothing recomputed on replay
 
+    counts = redis_lib.Redis.from_url(clean_redis).zrange("sc:pop:toy:test", 0, -1, withscores=True)
+    assert dict(counts) == {b"i1": 2.0, b"i2": 1.0, b"i3": 1.0}  # applied events, replays not
     u1, u2 = read_states(clean_redis, "toy", "user", ["u1", "u2"])
     i1, i2 = read_states(clean_redis, "toy", "item", ["i1", "i2"])
     assert u1.version == (NOW + 30, "e3") and u2.version == (NOW + 20, "e2")
@@ -246,10 +250,8 @@ class AnswerLost(StateStore):
 
     lost = False
 
-    async def apply_wave(
-        self, models: Sequence[str], events: Sequence[WaveEvent], states: Sequence[Any] = ()
-    ) -> list[WaveResult]:
-        results = await super().apply_wave(models, events, states)
+    async def apply_wave(self, *args: Any) -> list[WaveResult]:
+        results = await super().apply_wave(*args)
         if not AnswerLost.lost:
             AnswerLost.lost = True
             raise StateStoreError("injected: the answer of a committed wave was lost")
@@ -278,9 +280,7 @@ class CompetingWriter(StateStore):
     url = ""
     other: ClassVar[list[dict[str, Any]]] = []
 
-    async def apply_wave(
-        self, models: Sequence[str], events: Sequence[WaveEvent], states: Sequence[Any] = ()
-    ) -> list[WaveResult]:
+    async def apply_wave(self, *args: Any) -> list[WaveResult]:
         if CompetingWriter.other:
             batch, CompetingWriter.other = CompetingWriter.other, []
             other = await StateStore.connect(CompetingWriter.url)
@@ -288,7 +288,7 @@ class CompetingWriter(StateStore):
                 await EventPipeline(other, [ToyUpdater()]).process(batch)
             finally:
                 await other.close()
-        return await super().apply_wave(models, events, states)
+        return await super().apply_wave(*args)
 
 
 def test_an_event_turned_stale_by_another_replica_writes_nothing(clean_redis: str) -> None:

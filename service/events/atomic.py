@@ -68,6 +68,7 @@ class AtomicWaveWriter:
     ) -> list[Event]:
         """One read and one write per wave; returns the events to try again, in order."""
         models = [u.model for u in updaters]
+        counters = [key for u in updaters for key in u.counters]
         users = list(dict.fromkeys(e.user_id for e in events))
         items = list(dict.fromkeys(e.item_id for e in events)) if updaters else []
         tails, user_rows, item_rows = await self.store.heads(models, users, items)
@@ -113,7 +114,7 @@ class AtomicWaveWriter:
                 WaveEvent(e.user_id, e.event_id, e.ts, e.action, e.item_id, e.category_id, True)
                 for e in verdict
             ]
-            results = await self.store.apply_wave(models, wave_events, states)
+            results = await self.store.apply_wave(models, wave_events, states, counters)
             written_items: list[list[int]] = [[] for _ in updaters]
             for row, (e, res) in enumerate(zip(compute + verdict, results, strict=True)):
                 if res.code is WaveCode.APPLIED:

@@ -142,6 +142,11 @@ class TwoPhaseWriter:
             for e in writable
         ]
         results_u = await self.store.apply_user_events(user_writes)
+        await self.store.count_items(
+            [key for u in updaters for key in u.counters],
+            [e.item_id for e, r in zip(writable, results_u, strict=True)
+             if r.outcome is UserOutcome.APPLIED],
+        )  # fmt: skip
         for e, r in zip(writable, results_u, strict=True):
             if r.outcome is UserOutcome.APPLIED:
                 out.append(outcomes.applied(e))

@@ -28,6 +28,9 @@ class StateUpdater(Protocol):
     model: str
     user_dim: int
     item_dim: int
+    # Sorted sets the store adds one to per applied event, for the event's item (a shared
+    # popularity fallback); empty when the model keeps none.
+    counters: Sequence[str]
 
     def initial_user_state(self) -> np.ndarray: ...
 

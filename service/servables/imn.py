@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput, NotReady
+from service.state import keys
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class IMNTables:
     item_index: dict[str, int]
     user_index: dict[str, int]
     table: np.ndarray  # [N, 2D] float32, bound as the score graph's shared input
-    popularity: np.ndarray  # [N] float64 counts (artifact + this process's events)
+    popularity: np.ndarray  # [N] float64 counts in the artifact (the fallback without Redis)
     init_user: np.ndarray  # [2D + 2]
     init_item: np.ndarray  # [D]
     on_device: bool  # the bound copy lives on the GPU: in-place edits need a re-bind
@@ -113,9 +114,19 @@ def tables_of(loaded: Any) -> IMNTables:
     return tables
 
 
+def popularity_key(loaded: Any) -> str:
+    """The version's shared popularity counts in Redis (`StateStore.seed_counts`)."""
+    return keys.popularity(MODEL, loaded.version)
+
+
 async def refresh_from_store(loaded: Any, store: Any) -> int:
-    """Overlay the item states stored in Redis onto the in-memory table; returns rows set."""
+    """Overlay the item states stored in Redis onto the in-memory table, and make sure the
+    version's shared popularity counts start from the artifact's; returns rows set."""
     tables = tables_of(loaded)
+    await store.seed_counts(
+        popularity_key(loaded),
+        [(item, float(tables.popularity[i])) for i, item in enumerate(tables.items) if i],
+    )
     n = 0
     async for item_id, state in store.scan_states(MODEL, "item"):
         idx = tables.item_index.get(item_id)
@@ -135,6 +146,11 @@ class IMNUpdater:
 
     def __init__(self, registry: Any) -> None:
         self.registry = registry
+
+    @property
+    def counters(self) -> list[str]:
+        """Applied events count into the served version's shared popularity."""
+        return [popularity_key(self.registry.get(MODEL))]
 
     def _tables(self) -> tuple[Any, IMNTables]:
         loaded = self.registry.get(MODEL)
@@ -211,7 +227,6 @@ class IMNUpdater:
         item_idx = t.item_idx([e.item_id for e in events])
         known = item_idx > 0
         t.table[item_idx[known], : t.dim] = item_states[known]
-        np.add.at(t.popularity, item_idx[known], 1.0)
 
 
 @dataclass(frozen=True)
@@ -237,14 +252,8 @@ async def recommend(
         state = (await store.get_states(MODEL, "user", [user_id]))[0]
     d = t.dim
     if state is None or state.vector.shape != (2 * d + 2,):
-        ids, counts = t.popular(k)
         reason = "no state for this user" if state is None else "state from another model width"
-        return Recommendation(
-            [(t.items[i], c) for i, c in zip(ids.tolist(), counts.tolist(), strict=True)],
-            True,
-            reason,
-            loaded.version,
-        )
+        return Recommendation(await _popular(loaded, store, t, k), True, reason, loaded.version)
     vec = state.vector
     dt_user = max(now - state.ts, 0.0)
     last_item = int(vec[2 * d])
@@ -267,6 +276,18 @@ async def recommend(
         None,
         loaded.version,
     )
+
+
+async def _popular(loaded: Any, store: Any | None, t: IMNTables, k: int) -> list[tuple[str, float]]:
+    """The k most interacted-with items: the counts every replica shares in Redis (artifact
+    counts plus applied events), or the artifact's own without a store."""
+    shared = await store.top_counts(popularity_key(loaded), k) if store is not None else []
+    if len(shared) >= k:
+        return shared
+    seen = {item for item, _ in shared}
+    ids, counts = t.popular(k + len(shared))
+    rest = [(t.items[i], c) for i, c in zip(ids.tolist(), counts.tolist(), strict=True)]
+    return (shared + [(i, c) for i, c in rest if i not in seen])[:k]
 
 
 def _maybe_refresh(loaded: Any, store: Any, t: IMNTables) -> None:

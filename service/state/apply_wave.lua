@@ -9,12 +9,13 @@
 -- gives the same states.
 --
 -- KEYS[1]  the commit counter (a plain integer key)
+-- KEYS[2..1+P]  sorted sets that count applied events per item (popularity fallbacks)
 -- then per event, K = 3 + 2M keys: idempotency key, behaviour sequence, count bucket,
 --          and per model m: the user's state hash, the item's state hash
--- ARGV[1]  M (models)   ARGV[2] sequence bound   ARGV[3] idempotency TTL (s)
--- then per event, A = 6 + 6M values: ts (decimal text), event id, sequence entry, action,
+-- ARGV[1]  M (models)   ARGV[2] sequence bound   ARGV[3] idempotency TTL (s)   ARGV[4] P
+-- then per event, A = 7 + 6M values: ts (decimal text), event id, sequence entry, action,
 --          count bucket EXPIREAT (unix s), mode ('a' apply, 'v' verdict only: the caller saw a
---          newer event and computed nothing), and per model m: new user state, ts and event id
+--          newer event and computed nothing), item id, and per model m: new user state, ts and event id
 --          of the user state it was computed from, new item state, ts and event id of the item
 --          state it was computed from ('' = none)
 --
@@ -30,13 +31,14 @@
 local M = tonumber(ARGV[1])
 local seq_max = tonumber(ARGV[2])
 local ttl = ARGV[3]
-local K, A = 3 + 2 * M, 6 + 6 * M
-local n = (#KEYS - 1) / K
+local P = tonumber(ARGV[4])
+local K, A = 3 + 2 * M, 7 + 6 * M
+local n = (#KEYS - 1 - P) / K
 local out = {}
 local applied = {}
 
 for e = 0, n - 1 do
-  local kb, ab = 1 + e * K, 3 + e * A
+  local kb, ab = 1 + P + e * K, 4 + e * A
   local ts_text, eid = ARGV[ab + 1], ARGV[ab + 2]
   local ts = tonumber(ts_text)
   local code, x, y = 1, 0, 0
@@ -56,7 +58,7 @@ for e = 0, n - 1 do
     if code == 1 then
       for m = 1, M do
         local uk, ik = KEYS[kb + 2 + 2 * m], KEYS[kb + 3 + 2 * m]
-        local mb = ab + 6 + 6 * (m - 1)
+        local mb = ab + 7 + 6 * (m - 1)
         local cu = redis.call('HMGET', uk, 'ts', 'eid')
         if cu[1] then
           local c = cmp(ts, eid, tonumber(cu[1]), cu[2])
@@ -79,7 +81,7 @@ for e = 0, n - 1 do
     end
     if code == 1 then
       for m = 1, M do
-        local mb = ab + 6 + 6 * (m - 1)
+        local mb = ab + 7 + 6 * (m - 1)
         redis.call('HSET', KEYS[kb + 2 + 2 * m], 'v', ARGV[mb + 1], 'ts', ts_text, 'eid', eid)
         if write_item[m] then
           redis.call('HSET', KEYS[kb + 3 + 2 * m], 'v', ARGV[mb + 4], 'ts', ts_text, 'eid', eid)
@@ -91,6 +93,7 @@ for e = 0, n - 1 do
       if redis.call('HINCRBY', KEYS[kb + 3], ARGV[ab + 4], 1) == 1 then
         redis.call('EXPIREAT', KEYS[kb + 3], ARGV[ab + 5])
       end
+      for p = 1, P do redis.call('ZINCRBY', KEYS[1 + p], 1, ARGV[ab + 7]) end
       applied[#applied + 1] = #out + 2
     else
       redis.call('DEL', KEYS[kb + 1])

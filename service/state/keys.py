@@ -19,6 +19,9 @@ key                                             holds
                                                 server (each applied event's commit number)
 ``sc:{u:<user>}:cnt:<bucket s>:<bucket start>``  hash action -> count for one hour/day bucket (TTL)
 ``sc:{r:<region>}:h:<name>``                    hash row key (ISO date) -> float32 bytes, bounded
+``sc:pop:<model>:<version>``                    sorted set item -> applied events (popularity
+                                                fallback shared by replicas), and its
+                                                ``:seeded`` flag
 ==============================================  ==================================================
 
 Why the braces hold a prefix letter: a user and an item with the same id must not share a
@@ -106,6 +109,13 @@ def counts(user_id: str, bucket_seconds: int, bucket_start: int) -> str:
     never mixes the two.
     """
     return f"{PREFIX}:{user_tag(user_id)}:cnt:{bucket_seconds}:{bucket_start}"
+
+
+def popularity(model: str, version: str) -> str:
+    """Sorted set: item -> events applied to it, as a model version's popularity fallback
+    counts them (seeded from the artifact once, then one per applied event). No hash tag:
+    on a cluster it lives on whichever node its name hashes to."""
+    return f"{PREFIX}:pop:{escape(model)}:{escape(version)}"
 
 
 def history(region: str, name: str) -> str:

@@ -503,11 +503,13 @@ class StateStore:
         models: Sequence[str],
         events: Sequence[WaveEvent],
         states: Sequence[ModelStates] = (),
+        counters: Sequence[str] = (),
     ) -> list[WaveResult]:
         """Apply one wave (no user and no item twice) atomically with `apply_wave.lua`: one
         script call, so the round trips do not grow with the wave. `states` has one entry per
-        model. Single server only; a cluster splits user and item keys over slots and uses
-        `cas_states` + `apply_user_events` instead."""
+        model; every applied event adds one to its item in each sorted set of `counters`.
+        Single server only; a cluster splits user and item keys over slots and uses
+        `cas_states` + `apply_user_events` + `count_items` instead."""
         if self.cluster:
             raise StateStoreError("apply_wave needs a single Redis server, not a cluster")
         if not events:
@@ -515,8 +517,8 @@ class StateStore:
         if len(states) != len(models):
             raise ValueError("apply_wave needs one ModelStates per model")
         rows = [(_row_bytes(m.new_users), _row_bytes(m.new_items)) for m in states]
-        k: list[Any] = [keys.COMMITS]
-        a: list[Any] = [len(models), self.sequence_max, self.idempotency_ttl_seconds]
+        k: list[Any] = [keys.COMMITS, *counters]
+        a: list[Any] = [len(models), self.sequence_max, self.idempotency_ttl_seconds, len(counters)]
         g, retention = self.count_bucket_seconds, self.count_retention_seconds
         row = 0
         for e in events:
@@ -536,6 +538,7 @@ class StateStore:
                 e.action,
                 bucket + g + retention,
                 "v" if e.verdict_only else "a",
+                e.item_id,
             ]
             for m, model in enumerate(models):
                 k += [keys.state(model, "user", e.user_id), keys.state(model, "item", e.item_id)]
@@ -565,6 +568,32 @@ class StateStore:
                 side = "item" if int(y) == 2 else "user"
                 out.append(WaveResult(WaveCode.CONFLICT, conflict=(int(x), side)))
         return out
+
+    async def count_items(self, counters: Sequence[str], items: Sequence[str]) -> None:
+        """Add one per occurrence of each item to each sorted set of `counters`."""
+        if counters and items:
+            await self.pipeline(
+                "count_items", [("ZINCRBY", key, 1, item) for key in counters for item in items]
+            )
+
+    async def seed_counts(self, key: str, counts: Sequence[tuple[str, float]]) -> bool:
+        """Add `counts` to the sorted set `key` once, whichever replica gets here first (a
+        flag set with NX decides); False when another already did. Adding commutes with the
+        events' own increments, so seeding late loses none of them."""
+        if not await self.execute("seed_counts", "SET", f"{key}:seeded", "1", "NX"):
+            return False
+        for start in range(0, len(counts), 1000):
+            chunk = [c for c in counts[start : start + 1000] if c[1]]
+            if chunk:
+                await self.pipeline(
+                    "seed_counts", [("ZINCRBY", key, float(n), item) for item, n in chunk]
+                )
+        return True
+
+    async def top_counts(self, key: str, k: int) -> list[tuple[str, float]]:
+        """The `k` members with the highest counts (ties: the later member first)."""
+        flat = await self.execute("top_counts", "ZREVRANGE", key, 0, k - 1, "WITHSCORES")
+        return [(_text(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def apply_user_events(self, writes: Sequence[UserWrite]) -> list[UserResult]:
         """Apply events to their users with `apply_user.lua` (each atomic; pipelined)."""
