@@ -1,7 +1,8 @@
 """`run()`: the process entry point of `salecast serve`.
 
 Starts an embedded valkey-server under `<data_dir>/redis` when no `REDIS_URL` is given (so a
-laptop needs nothing but the wheel), then uvicorn with a graceful shutdown: on SIGTERM uvicorn
+laptop needs nothing but the wheel; a child of this process, supervised, password-protected:
+`service.state.embedded`), then uvicorn with a graceful shutdown: on SIGTERM uvicorn
 stops accepting connections and waits up to the drain timeout for open requests, and the app's
 lifespan drains the batchers before the embedded Redis is stopped last.
 """
@@ -60,7 +61,8 @@ def run(host: str | None = None, port: int | None = None, settings: Settings | N
     if not settings.redis_url:
         embedded = EmbeddedRedis(settings.data_dir)  # data under <data_dir>/redis
         url = embedded.start()
-        log.info("embedded redis started", extra={"url": url})
+        embedded.supervise()  # restarted within about a second if it dies
+        log.info("embedded redis started", extra={"port": embedded.port})
         settings = settings.model_copy(update={"redis_url": url})
     options: dict[str, Any] = {
         "host": host or settings.host,

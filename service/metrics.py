@@ -134,6 +134,10 @@ REDIS_LATENCY = Histogram(
 REDIS_ERRORS = Counter(
     "salecast_redis_errors_total", "Redis operations that failed, by operation.", ["operation"]
 )
+EMBEDDED_REDIS_RESTARTS = Counter(
+    "salecast_embedded_redis_restarts_total",
+    "Times the supervised embedded valkey-server died and was started again.",
+)
 CAS_CONFLICTS = Counter(
     "salecast_cas_conflicts_total",
     "Compare-and-set writes refused because newer state was already stored, by state kind.",
@@ -165,6 +169,7 @@ ALL_METRICS = (
     SERVED_SCORE,
     REDIS_LATENCY,
     REDIS_ERRORS,
+    EMBEDDED_REDIS_RESTARTS,
     CAS_CONFLICTS,
     EVENTS_APPLIED,
     EVENTS_DUPLICATE,
