@@ -207,7 +207,7 @@ def test_promo_set_from_synthetic_sales() -> None:
         assert (ps.ss[idx] == ss_labels(ps.gmv[idx], ps.category[idx])).all()
 
 
-def test_split_validates_on_the_train_years_last_date_with_training_statistics() -> None:
+def test_split_validates_between_train_and_test_with_training_statistics() -> None:
     import argparse
 
     from training.jobs import dinop as job
@@ -215,9 +215,11 @@ def test_split_validates_on_the_train_years_last_date_with_training_statistics()
 
     args = argparse.Namespace(presale_steps=4, static_steps=13, train_year=None, test_year=None)
     prep = job.prepare(generate_sales(n_regions=3, n_categories=2, years=3, seed=2), args)
-    assert prep.train.promo_date.max() < prep.val.promo_date.min()  # time-ordered
+    # time-ordered: training year, then the next year's first promotion date, then the rest
+    assert prep.train.promo_date.max() < prep.val.promo_date.min()
+    assert prep.val.promo_date.max() < prep.test.promo_date.min()
     assert len(np.unique(prep.val.promo_date)) == 1
-    assert prep.val.years.max() < prep.test.years.min()
+    assert set(prep.val.years) == set(prep.test.years) == {prep.train.years.max() + 1}
     # z-scored with the training item-days' own statistics: exactly mean 0, sd 1 there
     assert prep.tr["gmv"].mean() == pytest.approx(0.0, abs=1e-5)
     assert prep.tr["gmv"].std() == pytest.approx(1.0, abs=1e-4)

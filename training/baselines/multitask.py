@@ -21,11 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from torch import nn
 
 from models.base import Batch
+from training.metrics import auc
 
 TASKS: tuple[str, ...] = ("browse", "collect", "cart", "purchase")
 _EPS = 1e-6
@@ -148,10 +148,6 @@ class MMOE(_MultiTaskBase):
 
 
 # ---- classical baselines ------------------------------------------------------------------
-def _safe_auc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
-
-
 class ClassicalBaselines:
     """LR / linear regression or LightGBM, one model per behaviour plus one for the volume.
 
@@ -199,7 +195,7 @@ class ClassicalBaselines:
                 best = None
                 for c in (0.1, 1.0, 10.0):  # tuned on the validation AUC
                     m = LogisticRegression(C=c, max_iter=500).fit(xt, yt)
-                    score = _safe_auc(yv, m.predict_proba(xv)[:, 1])
+                    score = auc(yv, m.predict_proba(xv)[:, 1])
                     if best is None or (score > best[0]):
                         best = (score, m, c)
                 assert best is not None

@@ -485,6 +485,13 @@ def prepare(args: argparse.Namespace) -> Prepared:
         len(train), train.label.mean() if len(train) else 0.0, len(recent), len(val),
         len(test), test.label.mean() if len(test) else 0.0,
     )  # fmt: skip
+    if len(train) and not train.label.any():
+        raise InvalidInput(
+            "data",
+            f"no buy among the {len(train)} training clicks once clicks whose "
+            f"{args.label_days:g}-day label window reaches validation are purged: this log's "
+            "buys all fall after its training days (a day split cannot evaluate it)",
+        )
     if not len(train) or not len(val) or not len(test):
         raise InvalidInput(
             "data",

@@ -1,11 +1,11 @@
 """`salecast train|evaluate dinop`: promotion-day item forecasts (DINOP, paper 001).
 
 Split (paper section 5.1.1: train on 2017's 11.11, test on 2018's): the promotion days of
-`--train-year` train, except its last `--val-days` promotion dates, which validate (early
-stopping with the best epoch restored, the manifest's comparison); every promotion day of
-`--test-year` tests. On Walmart that is Labor Day and Thanksgiving 2010 to train,
-Christmas 2010 to validate (the 2010 Super Bowl has no pre-sale history in the data), and
-the 2011 Super Bowl, Labor Day, Thanksgiving and Christmas to test. Statistics (z-scores,
+`--train-year` train; the first `--val-days` promotion dates of `--test-year` validate
+(early stopping with the best epoch restored, the manifest's comparison); the rest of the
+test year tests. On Walmart that is Labor Day, Thanksgiving and Christmas 2010 to train
+(the 2010 Super Bowl has no pre-sale history in the data), the 2011 Super Bowl to validate,
+and Labor Day, Thanksgiving and Christmas 2011 to test. Statistics (z-scores,
 the GMV target's scale) come from the training item-days only. GMV, BSP (eq. 1) and SS
 (eq. 2) are supported by sales data; BOP needs user-item purchases on the promotion day (an
 event log such as Tmall IJCAI-15); JA needs activity participation labels, which none of the
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--val-days",
         type=int,
         default=1,
-        help="the train year's last N promotion dates validate instead of training",
+        help="the test year's first N promotion dates validate instead of testing",
     )
     parser.add_argument(
         "--epochs", type=int, default=40, help="epoch budget of every network (early stop)"
@@ -129,32 +129,38 @@ class Prepared:
 
 
 def prepare(data: SalesData, args: argparse.Namespace) -> Prepared:
+    """Train on the train year's promotion days; validate on the first `--val-days` of the
+    next one's, which lie between training and the rest of the test year; test on the rest.
+
+    Validating inside the test year keeps every training promotion day for training (a
+    train year has few: Walmart's 2010 has three usable ones) while staying in time order:
+    nothing the model selects on lies after anything it is tested on.
+    """
     ps, feat = build_promo_set(data, args.presale_steps, args.static_steps)
     train_year, test_year = split_years(ps, args.train_year, args.test_year)
-    in_train_year = np.flatnonzero(ps.years == train_year)
-    dates = np.unique(ps.promo_date[in_train_year])
+    in_test_year = np.flatnonzero(ps.years == test_year)
+    dates = np.unique(ps.promo_date[in_test_year])
     val_days = int(getattr(args, "val_days", 1))
     if not 1 <= val_days < len(dates):
         raise InvalidInput(
             "val_days",
-            f"{train_year} has {len(dates)} promotion dates; between 1 and {len(dates) - 1} "
+            f"{test_year} has {len(dates)} promotion dates; between 1 and {len(dates) - 1} "
             f"can validate, got {val_days}",
         )
-    val_dates = dates[-val_days:]
-    is_val = np.isin(ps.promo_date[in_train_year], val_dates)
-    train_ps = ps.subset(in_train_year[~is_val])
-    val_ps = ps.subset(in_train_year[is_val])
-    test_ps = ps.subset(np.flatnonzero(ps.years == test_year))
+    is_val = np.isin(ps.promo_date[in_test_year], dates[:val_days])
+    train_ps = ps.subset(np.flatnonzero(ps.years == train_year))
+    val_ps = ps.subset(in_test_year[is_val])
+    test_ps = ps.subset(in_test_year[~is_val])
     fit_statistics(feat, train_ps)  # z-scores and the GMV scale from training days only
 
     def when(p: PromoSet) -> str:
         return ", ".join(str(np.datetime64(d, "D")) for d in np.unique(p.promo_date))
 
     split = (
-        f"train: promotion days of {train_year} but the last {val_days} ({when(train_ps)}; "
-        f"{len(train_ps)} item-days), validation: {when(val_ps)} ({len(val_ps)} item-days), "
-        f"test: promotion days of {test_year} ({when(test_ps)}; {len(test_ps)} item-days); "
-        "statistics from the training item-days only"
+        f"train: promotion days of {train_year} ({when(train_ps)}; {len(train_ps)} "
+        f"item-days), validation: the first {val_days} of {test_year} ({when(val_ps)}; "
+        f"{len(val_ps)} item-days), test: the rest of {test_year} ({when(test_ps)}; "
+        f"{len(test_ps)} item-days); statistics from the training item-days only"
     )
     return Prepared(
         feat, train_ps, val_ps, test_ps, tensors(feat, train_ps), tensors(feat, val_ps),
@@ -389,7 +395,7 @@ def train(args: argparse.Namespace) -> Path:
             higher_is_better=False,
             ours=("DINOP multi-task", dinop_metrics(model, prep.feat, prep.val, prep.va)),
             baselines=baseline_validation(prep, args.seed),
-            split="the train year's last promotion date(s)",
+            split="the test year's first promotion date(s), before the test dates",
         ),
         "test": dinop_metrics(model, prep.feat, prep.test, prep.te),
         "fit": report.to_dict(),
