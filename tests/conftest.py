@@ -46,6 +46,19 @@ def flushed(server: EmbeddedRedis) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """(artifacts root, what the first `ensure_demo_models` call trained): the `make serve`
+    demo models, trained once per test run for the tests that serve all five."""
+    import torch
+
+    from training.demo import ensure_demo_models
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("demo_artifacts")
+    return root, ensure_demo_models(root, seed=0)
+
+
 @pytest.fixture
 def clean_redis(embedded_redis: EmbeddedRedis) -> str:
     """An empty server for each test."""

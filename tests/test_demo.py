@@ -40,13 +40,6 @@ EVENTS_PER_USER = 4
 
 # ---- fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    """(artifacts root, what the first `ensure_demo_models` call trained)."""
-    root = tmp_path_factory.mktemp("demo_artifacts")
-    return root, ensure_demo_models(root, seed=0)
-
-
-@pytest.fixture(scope="module")
 def manifests(demo: tuple[Path, list[Path]]) -> dict[str, Manifest]:
     return {path.parent.name: read_manifest(path) for path in demo[1]}
 

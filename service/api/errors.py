@@ -62,6 +62,21 @@ def status_for(exc: SalecastError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
+# What a client is told when the cause is on the server's side: the detail (a Redis address,
+# an artifact's path) goes to the log with the request id, never into the answer.
+PUBLIC_REASONS: dict[type[SalecastError], str] = {
+    StateStoreError: "the state store is unavailable; retry",
+    ArtifactError: "a model artifact is unusable; the previous version keeps serving",
+}
+
+
+def public_reason(exc: SalecastError) -> str:
+    for kind, reason in PUBLIC_REASONS.items():
+        if isinstance(exc, kind):
+            return reason
+    return str(exc)
+
+
 async def _salecast_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SalecastError)
     status, type_ = status_for(exc)
@@ -69,7 +84,7 @@ async def _salecast_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidInput):
         body = error_body(type_, exc.reason, exc.field)
     else:
-        body = error_body(type_, str(exc))
+        body = error_body(type_, public_reason(exc))
     if isinstance(exc, NotReady):
         headers = _retry_after(exc.retry_after_s)
     elif status == 503:
@@ -97,10 +112,39 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents for this path. Starlette's 405 names only the methods of
+    the first route that matched the path, but a path can have a GET and a POST route (and
+    FastAPI's included routers hide theirs), so the answer comes from the OpenAPI document:
+    the most specific template that matches (`/v1/models/reload` before `/v1/models/{name}`)."""
+    import re
+
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = [
+            (
+                path.count("{"),
+                re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+                sorted(m.upper() for m in ops if m != "parameters"),
+            )
+            for path, ops in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.allowed_methods = table
+    path = request.url.path
+    matching = [(params, ms) for params, pattern, ms in table if pattern.match(path)]
+    fewest = min((params for params, _ in matching), default=0)
+    methods = {m for params, ms in matching if params == fewest for m in ms}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     type_ = "not_found" if exc.status_code == 404 else "http_error"
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return JSONResponse(
         error_body(type_, str(exc.detail)), status_code=exc.status_code, headers=headers
     )

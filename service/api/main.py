@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_body, install_error_handlers
 from service.api.fast import register_schemas, serve_hot_routes
+from service.api.limits import BodyLimits
 from service.api.routes import ROUTERS
 from service.api.schemas import ErrorResponse
 from service.api.schemas.cvr import CvrScoreRequest
@@ -50,6 +51,9 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 # Documented on every route so the OpenAPI schema shows the one error body clients get
 # (FastAPI's default 422 schema describes a different shape).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body could not be read (not UTF-8 JSON)."},
+    413: {"model": ErrorResponse, "description": "The body is larger than the configured limit."},
+    415: {"model": ErrorResponse, "description": "The body is not application/json."},
     422: {"model": ErrorResponse, "description": "Invalid input: `field` names the value."},
     404: {"model": ErrorResponse, "description": "Unknown id."},
     503: {
@@ -286,5 +290,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
             PromotionForecastRequest,
         ],
     )
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, state=app.state)
     return app

@@ -29,8 +29,11 @@ ACTION_ALIASES: dict[str, str] = {
     "order": "purchase",
 }
 Status = Literal["applied", "duplicate", "rejected"]
-# No control characters (the unit separator U+001F joins sequence fields in Redis).
-ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+# No control characters (the unit separator U+001F joins sequence fields in Redis), no DEL,
+# no bidirectional controls (they make logs and dashboards show something else).
+ID_PATTERN = r"^[^\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+# Unix seconds accepted anywhere: 2100-01-01T00:00:00Z, inside every date type used.
+MAX_UNIX_SECONDS = 4_102_444_800
 
 
 class EventIn(BaseModel):
@@ -87,8 +90,8 @@ class EventIn(BaseModel):
                 ts = parsed.timestamp()
         else:
             raise ValueError("must be Unix seconds or an ISO-8601 time")
-        if not math.isfinite(ts) or ts < 0:
-            raise ValueError("must be a finite, non-negative time")
+        if not math.isfinite(ts) or not 0 <= ts <= MAX_UNIX_SECONDS:
+            raise ValueError(f"must be a time from 0 to {MAX_UNIX_SECONDS} Unix seconds (2100)")
         return ts
 
     @field_validator("features")

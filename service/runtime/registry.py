@@ -19,6 +19,7 @@ import builtins
 import contextlib
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -165,11 +166,17 @@ class LoadedModel:
 
 @dataclass
 class Refusal:
-    """A version that failed to load, and why (kept so a poll does not retry it every time)."""
+    """A version that failed to load, and why (kept so a poll does not retry it every time).
+
+    `fingerprint` is what its folder looked like then (`folder_fingerprint`): an explicit
+    reload tries a refused version again only once its files changed, so a caller cannot make
+    the service re-hash a broken multi-gigabyte version on every call.
+    """
 
     version: str
     reason: str
     at: str
+    fingerprint: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass
@@ -180,6 +187,27 @@ class ReloadOutcome:
     status: str  # "loaded" | "unchanged" | "refused" | "none"
     version: str | None  # the version serving after the reload
     reason: str | None = None
+
+
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def check_model_name(name: str) -> str:
+    """A model name as a folder under the artifacts dir: a plain lower-case name, so no
+    request can name a path outside it (``..``) or one the file system refuses."""
+    if not MODEL_NAME.match(name):
+        raise InvalidInput("name", "must be a lower-case model name (letters, digits, _ and -)")
+    return name
+
+
+def folder_fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(relative path, size, mtime) of every file in a version folder."""
+    out = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            out.append((str(path.relative_to(folder)), st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def _version_dirs(model_dir: Path) -> list[Path]:
@@ -289,19 +317,27 @@ class ModelRegistry:
     async def _reload_model(self, name: str, retry_refused: bool) -> ReloadOutcome:
         current = self._current.get(name)
         refused = self._refused.setdefault(name, {})
-        if retry_refused:
-            refused.clear()
         for version_dir in _version_dirs(self.root / name):
             if current is not None and version_dir.name <= current.version:
                 break
-            if version_dir.name in refused:
+            earlier = refused.get(version_dir.name)
+            if earlier is not None and not (
+                retry_refused and folder_fingerprint(version_dir) != earlier.fingerprint
+            ):
                 continue
             try:
                 loaded = await self._load(version_dir)
             except Exception as exc:  # any fault in a version refuses it, never the service
                 reason = str(exc) if isinstance(exc, SalecastError) else f"{version_dir}: {exc!r}"
+                # Reasons are shown by /v1/models: name folders from the artifacts root only.
+                reason = reason.replace(str(self.root.resolve()), "<artifacts>").replace(
+                    str(self.root), "<artifacts>"
+                )
                 refused[version_dir.name] = Refusal(
-                    version_dir.name, reason, dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                    version_dir.name,
+                    reason,
+                    dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    folder_fingerprint(version_dir),
                 )
                 MODEL_LOADS.labels(model=name, outcome="refused").inc()
                 log.error(
@@ -345,11 +381,12 @@ class ModelRegistry:
     ) -> builtins.list[ReloadOutcome]:
         """Load the newest valid version of one model (or of every model folder).
 
-        An explicit reload retries versions refused before (someone may have fixed them);
-        the poller does not, so a broken version logs once, not every interval.
+        An explicit reload retries versions refused before whose files changed since (someone
+        fixed them); the poller does not, so a broken version logs once, not every interval.
         """
         async with self._lock:
             if name is not None:
+                check_model_name(name)
                 if not (self.root / name).is_dir() and name not in self._current:
                     raise NotFound("model", name)
                 return [await self._reload_model(name, retry_refused)]

@@ -19,7 +19,7 @@ from service.api.schemas.models import (
     ValidationSummary,
 )
 from service.errors import NotFound
-from service.runtime.registry import LoadedModel, ModelRegistry
+from service.runtime.registry import LoadedModel, ModelRegistry, check_model_name
 from service.runtime.registry import ReloadOutcome as Outcome
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -62,7 +62,7 @@ def model_info(registry: ModelRegistry, loaded: LoadedModel) -> ModelInfo:
         provider=loaded.provider,
         warm=loaded.warm,
         loaded_at=loaded.loaded_at,
-        path=str(loaded.path),
+        path=f"{loaded.name}/{loaded.version}",
         created=manifest.created,
         data_window=manifest.data_window.model_dump(),
         metrics=manifest.metrics,
@@ -86,6 +86,7 @@ async def list_models(registry: RegistryDep) -> ModelsResponse:
 
 @router.get("/{name}", response_model=ModelInfo)
 async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
+    check_model_name(name)
     loaded = next((m for m in registry.list() if m.name == name), None)
     if loaded is None:
         raise NotFound("model", name)

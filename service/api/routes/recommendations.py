@@ -5,6 +5,8 @@ A hot route (`service.api.fast`): the request object only, a bytes response.
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request, Response
 
 from service.api.fast import (
@@ -16,6 +18,7 @@ from service.api.fast import (
     query_int,
 )
 from service.api.schemas.recommendations import RecommendationResponse
+from service.api.schemas.types import ID_PATTERN
 from service.errors import InvalidInput
 from service.servables.imn import MODEL, install, recommend
 
@@ -24,6 +27,7 @@ router = HotRouter(tags=["recommendations"])
 __all__ = ["install", "router"]
 
 MAX_ID = 128
+VALID_ID = re.compile(ID_PATTERN)
 K_LIMIT = 10_000  # the model's own k max (usually far lower) is checked by the servable
 MAX_AT = 1e11  # Unix seconds; about the year 5138
 
@@ -34,8 +38,8 @@ MAX_AT = 1e11  # Unix seconds; about the year 5138
     response_model=RecommendationResponse,
     openapi_extra=openapi(
         parameters=[
-            parameter("user_id", "path", {"type": "string", "minLength": 1, "maxLength": MAX_ID},
-                      "the user"),
+            parameter("user_id", "path", {"type": "string", "minLength": 1, "maxLength": MAX_ID,
+                      "pattern": ID_PATTERN}, "the user"),
             parameter("k", "query", {"type": "integer", "minimum": 1, "default": 20},
                       "how many items (1 .. the model's k max)"),
             parameter("at", "query", {"type": "number", "minimum": 0, "maximum": MAX_AT},
@@ -50,8 +54,10 @@ async def get_recommendations(request: Request) -> Response:
     1..k max is a 422 naming `k`.
     """
     user_id: str = request.path_params["user_id"]
-    if not 1 <= len(user_id) <= MAX_ID:
-        raise InvalidInput("user_id", f"must be 1 to {MAX_ID} characters")
+    if not 1 <= len(user_id) <= MAX_ID or not VALID_ID.match(user_id):
+        raise InvalidInput(
+            "user_id", f"must be 1 to {MAX_ID} characters, no control or bidirectional ones"
+        )
     k = query_int(request, "k", 20, 1, K_LIMIT)
     at = query_float(request, "at", 0.0, MAX_AT)
     state = request.app.state

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.api.schemas.types import Identifier, UnixSeconds
 from service.servables.cvr import MAX_PAIRS, MAX_SEQUENCE
 
 Action = Literal["browse", "collect", "cart", "purchase"]
@@ -16,22 +17,22 @@ class SequenceEvent(BaseModel):
     """One past behaviour of the user, for stateless scoring."""
 
     model_config = ConfigDict(extra="forbid")
-    item_id: str = Field(min_length=1, max_length=128)
-    category_id: str = Field(default="", max_length=128)
+    item_id: Identifier
+    category_id: Identifier | Literal[""] = ""
     action: Action
-    ts: int = Field(ge=0, description="Unix seconds; only events before the click count")
+    ts: UnixSeconds = Field(description="Unix seconds; only events before the click count")
 
 
 class CvrPair(BaseModel):
     """A clicked (user, item) pair and its context."""
 
     model_config = ConfigDict(extra="forbid")
-    user_id: str = Field(min_length=1, max_length=128)
-    item_id: str = Field(min_length=1, max_length=128)
-    category_id: str | None = Field(
-        default=None, max_length=128, description="default: the item's category in the artifact"
+    user_id: Identifier
+    item_id: Identifier
+    category_id: Identifier | None = Field(
+        default=None, description="default: the item's category in the artifact"
     )
-    ts: int | None = Field(default=None, ge=0, description="click time; default: `at`")
+    ts: UnixSeconds | None = Field(default=None, description="click time; default: `at`")
     occasion: Occasion | None = Field(
         default=None, description="BP/DP/AP/NP; default: the artifact's promotion calendar"
     )
@@ -45,7 +46,7 @@ class CvrPair(BaseModel):
 class CvrScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pairs: list[CvrPair] = Field(min_length=1, max_length=MAX_PAIRS)
-    at: int | None = Field(default=None, ge=0, description="request time (Unix s); default now")
+    at: UnixSeconds | None = Field(default=None, description="request time (Unix s); default now")
 
 
 class CvrScore(BaseModel):

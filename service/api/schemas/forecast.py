@@ -11,14 +11,16 @@ import math
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from service.api.schemas.types import Day, Identifier
+
 MAX_RECORDS = 10_000
 MAX_CATEGORIES = 1_000
 
 
 class SalesRecord(BaseModel):
-    region: str = Field(min_length=1, max_length=128)
-    category: str = Field(min_length=1, max_length=128)
-    date: dt.date
+    region: Identifier
+    category: Identifier
+    date: Day
     sales: float
     # Time-varying external factors by name (temperature, fuel price, ...), source units.
     external: dict[str, float] = Field(default_factory=dict, max_length=64)
@@ -60,11 +62,13 @@ class SalesIngestResponse(BaseModel):
 class FestivalForecastRequest(BaseModel):
     """A region and either a date range or a day type (its next occurrence is forecast)."""
 
-    region: str = Field(min_length=1, max_length=128)
-    start: dt.date | None = None
-    end: dt.date | None = None
-    day_type: str | None = Field(default=None, max_length=128)
-    categories: list[str] | None = Field(default=None, min_length=1, max_length=MAX_CATEGORIES)
+    region: Identifier
+    start: Day | None = None
+    end: Day | None = None
+    day_type: Identifier | None = None
+    categories: list[Identifier] | None = Field(
+        default=None, min_length=1, max_length=MAX_CATEGORIES
+    )
 
     @model_validator(mode="after")
     def _range_or_day_type(self) -> FestivalForecastRequest:

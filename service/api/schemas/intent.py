@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.api.schemas.types import Identifier, UnixSeconds
 from service.servables.intent import MAX_USERS
 
 Action = Literal["browse", "collect", "cart", "purchase"]
-UserId = Field(min_length=1, max_length=128)
 
 
 class BehaviourEvent(BaseModel):
@@ -17,12 +17,12 @@ class BehaviourEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     action: Action
-    ts: int = Field(ge=0, description="Unix seconds; only events before `at` count")
+    ts: UnixSeconds = Field(description="Unix seconds; only events before `at` count")
 
 
 class IntentUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user_id: str = UserId
+    user_id: Identifier
     events: list[BehaviourEvent] | None = Field(
         default=None,
         max_length=10_000,
@@ -32,12 +32,11 @@ class IntentUser(BaseModel):
 
 class IntentScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    users: list[str | IntentUser] = Field(
+    users: list[Identifier | IntentUser] = Field(
         min_length=1, max_length=MAX_USERS, description="user ids, or objects with events"
     )
-    at: int | None = Field(
+    at: UnixSeconds | None = Field(
         default=None,
-        ge=0,
         description="cut time (Unix seconds): features use behaviour before it; default now",
     )
 
@@ -70,7 +69,7 @@ class Coupon(BaseModel):
 
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user_id: str = UserId
+    user_id: Identifier
     cost: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, description="overrides coupon.cost"
     )
@@ -79,7 +78,7 @@ class Candidate(BaseModel):
 
 class AllocateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    candidates: list[str | Candidate] = Field(min_length=1, max_length=MAX_USERS)
+    candidates: list[Identifier | Candidate] = Field(min_length=1, max_length=MAX_USERS)
     budget: float = Field(ge=0, allow_inf_nan=False)
     coupon: Coupon
     strategy: Literal["threshold", "budget"] = "budget"
@@ -89,7 +88,7 @@ class AllocateRequest(BaseModel):
         le=1,
         description="P(purchase) cut-off; default: the artifact's validation F1 threshold",
     )
-    at: int | None = Field(default=None, ge=0)
+    at: UnixSeconds | None = None
 
 
 class Allocation(BaseModel):

@@ -58,7 +58,7 @@ class ModelInfo(BaseModel):
     provider: str = Field(description="ONNX Runtime execution provider in use.")
     warm: bool = Field(description="Every graph has run once since loading.")
     loaded_at: str
-    path: str
+    path: str = Field(description="the version folder, relative to the artifacts folder")
     created: str
     data_window: dict[str, Any]
     metrics: dict[str, Any] = Field(description="Metrics recorded in the manifest by training.")

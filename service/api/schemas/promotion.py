@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from service.api.schemas.types import ID_PATTERN, Day, Identifier
 
 MAX_ITEMS = 5_000
 MAX_PAIRS = 5_000
@@ -14,15 +17,17 @@ MAX_PAIRS = 5_000
 class PromotionRef(BaseModel):
     """A promotion day: its type (a day type the model was trained on) and its date."""
 
-    type: str = Field(min_length=1, max_length=64, examples=["thanksgiving"])
-    date: dt.date = Field(examples=["2012-11-23"])
+    type: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)] = (
+        Field(examples=["thanksgiving"])
+    )
+    date: Day = Field(examples=["2012-11-23"])
 
 
 class PromotionItem(BaseModel):
     """An item is one (region, category) sales series (Walmart: store x department)."""
 
-    region: str = Field(min_length=1, max_length=128)
-    category: str = Field(min_length=1, max_length=128)
+    region: Identifier
+    category: Identifier
 
 
 def _finite(values: list[float] | None) -> list[float] | None:
@@ -74,9 +79,9 @@ class PromotionList(BaseModel):
 
 
 class BuyPair(BaseModel):
-    user: str = Field(min_length=1, max_length=128)
-    region: str = Field(min_length=1, max_length=128)
-    category: str = Field(min_length=1, max_length=128)
+    user: Identifier
+    region: Identifier
+    category: Identifier
     user_features: list[float] = Field(min_length=1, max_length=1024)
 
     @field_validator("user_features")
