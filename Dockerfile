@@ -20,7 +20,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 # ---- cpu: the default serving image --------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim AS cpu
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    SALECAST_ARTIFACTS_DIR=/models SALECAST_DATA_DIR=/var/lib/salecast
+    SALECAST_ARTIFACTS_DIR=/models SALECAST_DATA_DIR=/var/lib/salecast SALECAST_HOST=0.0.0.0
 COPY --from=wheels /wheels /wheels
 RUN pip install /wheels/*.whl && rm -rf /wheels \
  && useradd --system --uid 10001 --home /var/lib/salecast salecast \
@@ -42,7 +42,7 @@ COPY --chown=salecast artifacts/ /models/
 FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04 AS gpu
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_BREAK_SYSTEM_PACKAGES=1 \
     SALECAST_ARTIFACTS_DIR=/models SALECAST_DATA_DIR=/var/lib/salecast \
-    SALECAST_EXECUTION_PROVIDER=cuda
+    SALECAST_EXECUTION_PROVIDER=cuda SALECAST_HOST=0.0.0.0
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=wheels /wheels /wheels

@@ -46,7 +46,10 @@ class Settings(BaseSettings):
         description="Redis/Valkey URL (`redis://host:6379/0`). Unset: `salecast serve` starts an "
         "embedded valkey-server under the data folder.",
     )
-    host: str = Field(default="0.0.0.0", description="Address the HTTP server binds to.")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the HTTP server binds to (images and manifests set `0.0.0.0`).",
+    )
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port of the HTTP server.")
     workers: int = Field(
         default=1,
@@ -59,6 +62,17 @@ class Settings(BaseSettings):
         default=False,
         description="Trust `X-Forwarded-For`/`X-Forwarded-Proto` from the proxy in front "
         "(uvicorn's proxy headers); off, the middleware layer is not installed.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="File of accepted API keys, one `name sha256 scopes [per-second]` line each "
+        "(`salecast keys new` makes one), re-read when it changes. Unset: no authentication, "
+        "for loopback use.",
+    )
+    auth_probes: bool = Field(
+        default=False,
+        description="Also require a key (scope `read`) for `/health/*` and `/metrics`; off, "
+        "probes and scrapers need none.",
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024,

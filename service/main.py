@@ -64,6 +64,13 @@ def run(host: str | None = None, port: int | None = None, settings: Settings | N
         embedded.supervise()  # restarted within about a second if it dies
         log.info("embedded redis started", extra={"port": embedded.port})
         settings = settings.model_copy(update={"redis_url": url})
+    if settings.api_keys_file is None:
+        log.warning(
+            "no API keys: every operation is open to whoever reaches the port; to require "
+            "keys, run `salecast keys new --name <client> --scopes read,write --file keys.txt` "
+            "and serve with SALECAST_API_KEYS_FILE=keys.txt",
+            extra={"host": host or settings.host},
+        )
     options: dict[str, Any] = {
         "host": host or settings.host,
         "port": port if port is not None else settings.port,

@@ -51,6 +51,18 @@ def build_parser(with_jobs: bool = True) -> argparse.ArgumentParser:
             _add_common(model_parser)
             load_job(name).add_arguments(model_parser)
 
+    keys = sub.add_parser("keys", help="manage the service's API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser(
+        "new", help="make a key, append its hash to the key file, print the key once"
+    )
+    new.add_argument("--name", required=True, help="who uses the key (shown in logs)")
+    new.add_argument(
+        "--scopes", required=True, help="comma-separated: read (scores), write (events), admin"
+    )
+    new.add_argument("--rate", type=float, default=None, help="requests per second (no limit)")
+    new.add_argument("--file", type=Path, required=True, help="the SALECAST_API_KEYS_FILE")
+
     demo = sub.add_parser("demo", help="train every demo model whose artifact is missing")
     demo.add_argument("--artifacts", type=Path, default=Path(DEFAULT_ARTIFACTS))
     demo.add_argument("--seed", type=int, default=0)
@@ -99,6 +111,22 @@ def main(argv: list[str] | None = None) -> int:
 
             ensure_demo_models(Path(DEFAULT_ARTIFACTS))
         run(host=args.host, port=args.port)
+        return 0
+    if args.command == "keys":
+        from service.auth.keys import add_key
+
+        scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
+        try:
+            key = add_key(args.file, args.name, scopes, args.rate)
+        except SalecastError as exc:
+            print(f"salecast keys: {exc}", file=sys.stderr)
+            return 2
+        print(key)
+        print(
+            f"(added {args.name!r} with {','.join(sorted(scopes))} to {args.file}; the key is "
+            "shown only now; clients send it as `Authorization: Bearer <key>`)",
+            file=sys.stderr,
+        )
         return 0
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -35,6 +35,9 @@ from service.api.schemas.events import EventsRequest
 from service.api.schemas.forecast import FestivalForecastRequest
 from service.api.schemas.intent import IntentScoreRequest
 from service.api.schemas.promotion import PromotionForecastRequest
+from service.api.security import document_security
+from service.auth.keys import KeyRing
+from service.auth.middleware import ApiKeyAuth
 from service.config import Settings
 from service.errors import StateStoreError
 from service.logs import REQUEST_ID, configure_logging
@@ -291,5 +294,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         ],
     )
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    if settings.api_keys_file is not None:
+        keys = KeyRing(settings.api_keys_file)
+        app.add_middleware(ApiKeyAuth, keys=keys, probes_open=not settings.auth_probes)
+    document_security(
+        app, enabled=settings.api_keys_file is not None, probes_open=not settings.auth_probes
+    )
     app.add_middleware(RequestContextMiddleware, state=app.state)
     return app

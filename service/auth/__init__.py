@@ -1,0 +1,1 @@
+"""API keys, scopes and per-key rate limits (`keys`, `scopes`, `rate`, `middleware`)."""
