@@ -12,6 +12,7 @@ import pytest
 
 from service.config import Settings
 from service.errors import InvalidInput, NotFound, NotReady
+from service.metrics import MODEL_LOADS
 from service.runtime.registry import LoadedModel, ModelRegistry
 from tests.test_runtime_batcher import WINDOW, scale_artifact, table_graph
 from training.artifacts import write_artifact
@@ -260,6 +261,44 @@ def test_inputs_are_checked_against_the_manifest(tmp_path: Path) -> None:
             await loaded.infer("score", {})
         with pytest.raises(NotFound):
             await loaded.infer("nope", x())
+        await registry.stop()
+
+    asyncio.run(main())
+
+
+def test_a_version_copied_in_pieces_is_served_once_complete(tmp_path: Path) -> None:
+    """`cp -r` into the artifacts folder is not atomic: the poller meets the manifest before
+    the graph. The half-copied version is refused (old keeps serving), not re-hashed while
+    nothing changes, and served once the copy completes."""
+    root = tmp_path / "art"
+    scale_artifact(root, "0001", 1.0, tmp=tmp_path)
+    staged = scale_artifact(tmp_path / "elsewhere", "0002", 2.0, tmp=tmp_path)
+
+    async def main() -> None:
+        registry = ModelRegistry(settings(root, poll_interval_s=0.05))
+        await registry.start()
+        target = root / "toy" / "0002"
+        target.mkdir()
+        (target / "manifest.json").write_bytes((staged / "manifest.json").read_bytes())
+        for _ in range(100):  # the poller has seen the incomplete copy
+            if registry.refused("toy")["toy"]:
+                break
+            await asyncio.sleep(0.05)
+        [refusal] = registry.refused("toy")["toy"]
+        assert refusal.version == "0002" and registry.get("toy").version == "0001"
+        refusals = MODEL_LOADS.labels(model="toy", outcome="refused")
+        seen = refusals._value.get()
+        await asyncio.sleep(0.3)  # six polls over unchanged files: refused once, not retried
+        assert refusals._value.get() == seen
+        for part in staged.iterdir():
+            if part.name != "manifest.json":
+                (target / part.name).write_bytes(part.read_bytes())
+        for _ in range(100):
+            if registry.get("toy").version == "0002":
+                break
+            await asyncio.sleep(0.05)
+        assert registry.get("toy").version == "0002"
+        np.testing.assert_allclose((await registry.get("toy").infer("score", x()))["y"], 2.0)
         await registry.stop()
 
     asyncio.run(main())

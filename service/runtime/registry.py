@@ -381,8 +381,9 @@ class ModelRegistry:
     ) -> builtins.list[ReloadOutcome]:
         """Load the newest valid version of one model (or of every model folder).
 
-        An explicit reload retries versions refused before whose files changed since (someone
-        fixed them); the poller does not, so a broken version logs once, not every interval.
+        A version refused before is tried again only once its files changed (someone fixed
+        it, or a copy that was still being written finished), by the poller as by an explicit
+        reload; one that stays broken logs once and is never re-hashed (`folder_fingerprint`).
         """
         async with self._lock:
             if name is not None:
@@ -407,7 +408,7 @@ class ModelRegistry:
         while True:
             await asyncio.sleep(self.settings.poll_interval_s)
             try:
-                await self.reload(retry_refused=False)
+                await self.reload()
             except Exception:  # the poller must outlive any one bad scan
                 log.exception("artifact poll failed")
 
