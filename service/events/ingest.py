@@ -45,7 +45,7 @@ class EventIngestor:
         self,
         pipeline: EventPipeline,
         *,
-        max_events_per_pass: int = 4 * MAX_EVENTS,
+        max_events_per_pass: int = MAX_EVENTS,
         capacity_events: int = 20 * MAX_EVENTS,
         retry_after_s: float = 1.0,
     ) -> None:

@@ -39,6 +39,7 @@ MODEL = "cvr"
 GRAPH = "score"
 MAX_PAIRS = 10_000  # per call
 MAX_SEQUENCE = 1_000  # events per carried sequence
+SLICE = 1024  # pairs read, featurised and scored between two yields to the event loop
 
 
 class SeqEvent(NamedTuple):
@@ -191,6 +192,23 @@ class CvrServable:
                     raise InvalidInput(f"pairs.{k}.sequence.{j}.action", "unknown action")
         at = int(time.time()) if at is None else int(at)
         cfg = self.config(loaded)
+        results: list[dict[str, Any]] = []
+        # Slice by slice, each awaiting its Redis read and its ORT call, so a 10,000-pair
+        # call never holds the event loop for long (liveness probes answer meanwhile).
+        for start in range(0, len(pairs), SLICE):
+            results += await self._score_slice(
+                loaded, cfg, pairs[start : start + SLICE], source, at
+            )
+        return at, results
+
+    async def _score_slice(
+        self,
+        loaded: Loaded,
+        cfg: CvrVersionConfig,
+        pairs: Sequence[PairInput],
+        source: SequenceSource | None,
+        at: int,
+    ) -> list[dict[str, Any]]:
         need = sorted({p.user_id for p in pairs if p.sequence is None})
         stored: dict[str, list[SeqEvent]] = {}
         if need:
@@ -203,7 +221,7 @@ class CvrServable:
         inputs, used = self.features(cfg, pairs, sequences, at)
         out = await loaded.infer(GRAPH, inputs)
         cvr, base = np.asarray(out["cvr"]), np.asarray(out["base_cvr"])
-        results = [
+        return [
             {
                 "user_id": p.user_id,
                 "item_id": p.item_id,
@@ -215,7 +233,6 @@ class CvrServable:
             }
             for k, p in enumerate(pairs)
         ]
-        return at, results
 
 
 class StoreSequences:
