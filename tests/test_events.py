@@ -21,6 +21,7 @@ from service.errors import NotReady, StateStoreError
 from service.events import Event, EventPipeline, make_waves
 from service.events.ingest import EventIngestor
 from service.events.two_phase import TwoPhaseWriter
+from service.events.waves import WAVE_MAX
 from service.state.store import StateStore, UserResult, UserWrite, WaveResult
 
 NOW = float(int(time.time()) // 3600 * 3600 - 7200)  # two hours ago, hour-aligned
@@ -359,9 +360,10 @@ class CountingClient:
         await self.inner.close()
 
 
-@pytest.mark.parametrize("size", [4, 64, 512])
+@pytest.mark.parametrize("size", [4, 64, WAVE_MAX])
 def test_round_trips_per_wave_do_not_grow_with_the_wave(clean_redis: str, size: int) -> None:
-    """One read for the batch and one script per wave, whatever the wave's size."""
+    """One read for the batch and one script per wave, whatever the wave's size (up to the
+    wave bound, past which a wave is cut in pieces that are waves themselves)."""
 
     async def main() -> tuple[int, int]:
         store = await StateStore.connect(clean_redis)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from service.events.schema import Event
 
-WAVE_MAX = 512  # events per wave: one script call, one updater call, then the loop runs again
+WAVE_MAX = 256  # events per wave: one script call, one updater call, then the loop runs again
 
 
 def make_waves(events: Sequence[Event], by_item: bool) -> list[list[Event]]:

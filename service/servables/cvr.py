@@ -39,7 +39,7 @@ MODEL = "cvr"
 GRAPH = "score"
 MAX_PAIRS = 10_000  # per call
 MAX_SEQUENCE = 1_000  # events per carried sequence
-SLICE = 1024  # pairs read, featurised and scored between two yields to the event loop
+SLICE = 256  # pairs read, featurised and scored between two yields to the event loop
 
 
 class SeqEvent(NamedTuple):

@@ -38,7 +38,7 @@ MODEL = "intent"
 GRAPH = "score"
 OUTPUTS: tuple[str, ...] = ("p_browse", "p_collect", "p_cart", "p_purchase", "order_volume")
 CHUNK = 2048  # rows per infer call: big enough to amortise, small enough to share the batcher
-SLICE = 1024  # users read, featurised and scored between two yields to the event loop
+SLICE = 256  # users read, featurised and scored between two yields to the event loop
 MAX_USERS = 20_000  # per call; the issue asks for at least 10,000
 
 
