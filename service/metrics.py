@@ -102,6 +102,17 @@ QUEUE_DEPTH = Gauge(
     "Requests waiting in a micro-batcher queue, by model and graph.",
     ["model", "graph"],
 )
+QUEUE_WAIT = Histogram(
+    "salecast_queue_wait_seconds",
+    "Time a request waited in a micro-batcher queue before its ONNX Runtime call started.",
+    ["model", "version", "graph"],
+    buckets=LATENCY_BUCKETS,
+)
+INFERENCE_FAILURES = Counter(
+    "salecast_inference_failures_total",
+    "Requests whose ONNX Runtime call failed, by model, version and graph.",
+    ["model", "version", "graph"],
+)
 QUEUE_REJECTED = Counter(
     "salecast_batch_queue_rejected_total",
     "Requests refused with 503 because a micro-batcher queue was full.",
@@ -111,6 +122,16 @@ MODEL_VERSION_INFO = Gauge(
     "salecast_model_version_info",
     "1 for the version of each model being served, with its execution provider.",
     ["model", "version", "provider"],
+)
+MODEL_READY = Gauge(
+    "salecast_model_ready",
+    "1 while a model has a warm version serving, 0 once it has none.",
+    ["model"],
+)
+BUILD_INFO = Gauge(
+    "salecast_build_info",
+    "1, labelled with the running salecast, Python and ONNX Runtime versions.",
+    ["version", "python", "onnxruntime"],
 )
 MODEL_LOADS = Counter(
     "salecast_model_loads_total",
@@ -165,6 +186,10 @@ ALL_METRICS = (
     QUEUE_DEPTH,
     QUEUE_REJECTED,
     MODEL_VERSION_INFO,
+    MODEL_READY,
+    BUILD_INFO,
+    QUEUE_WAIT,
+    INFERENCE_FAILURES,
     MODEL_LOADS,
     SERVED_SCORE,
     REDIS_LATENCY,

@@ -277,3 +277,38 @@ def test_logs_are_json_lines_with_the_request_id(client: TestClient) -> None:
     [line] = [json.loads(x) for x in stream.getvalue().splitlines()]
     assert line["request_id"] == "r-42" and line["route"] == "/test/score"
     assert line["status"] == 200 and line["duration_ms"] >= 0
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_metrics_carry_version_readiness_and_build(client: TestClient) -> None:
+    """After one inference the queue-wait histogram has a sample for the served version, the
+    model is ready, the build is labelled, and a failing graph call is counted."""
+    assert client.post("/test/score", json={"rows": [[1.0, 2.0, 3.0]]}).status_code == 200
+    text = client.get("/metrics").text
+    waits = _samples(text, "salecast_queue_wait_seconds_count")
+    assert waits[(("graph", "score"), ("model", "toy"), ("version", "0001"))] >= 1
+    assert _samples(text, "salecast_model_ready")[(("model", "toy"),)] == 1.0
+    (build,) = _samples(text, "salecast_build_info").items()
+    assert build[1] == 1.0 and dict(build[0])["onnxruntime"]
+    from service.metrics import INFERENCE_FAILURES
+    from service.runtime.batcher import MicroBatcher
+
+    def broken(feeds: Any) -> dict[str, np.ndarray]:
+        raise RuntimeError("the graph failed")
+
+    app: Any = client.app
+    app.state.gated = MicroBatcher(broken, model="gated", version="v9", graph="g", max_wait_s=0)
+    failures = INFERENCE_FAILURES.labels(model="gated", version="v9", graph="g")
+    before = failures._value.get()
+    assert client.post("/test/gated").status_code == 500
+    assert failures._value.get() == before + 1

@@ -291,3 +291,17 @@ def test_route_scores_and_allocates(client: Any) -> None:
         json={"candidates": ["u1"], "budget": -1, "coupon": {"value": 1, "cost": 1}},
     )
     assert bad.status_code == 422
+
+
+def test_served_scores_are_sampled_for_drift_panels(client: Any) -> None:
+    """Scores answered are observed into salecast_served_score (bounded: a sample per call)."""
+    from service.metrics import SERVED_SCORE
+
+    purchase = SERVED_SCORE.labels(model="intent", output="p_purchase")
+    before = purchase._sum.get(), sum(b.get() for b in purchase._buckets)
+    user = {"user_id": "drift-u", "events": [{"action": a, "ts": t} for a, t in _user_events("u0")]}
+    body = client.post("/v1/score/intent", json={"users": [user] * 1, "at": CUT}).json()
+    assert body["scores"][0]["source"] == "request"
+    count = sum(b.get() for b in purchase._buckets) - before[1]
+    assert count == 1
+    assert purchase._sum.get() - before[0] == pytest.approx(body["scores"][0]["p_purchase"])

@@ -14,6 +14,7 @@ import gc
 import importlib
 import itertools
 import logging
+import platform
 import re
 import secrets
 import time
@@ -21,10 +22,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import onnxruntime as ort
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import __version__
 from service.api.errors import error_body, install_error_handlers
 from service.api.fast import register_schemas, serve_hot_routes
 from service.api.limits import BodyLimits
@@ -41,7 +44,7 @@ from service.auth.middleware import ApiKeyAuth
 from service.config import Settings
 from service.errors import StateStoreError
 from service.logs import REQUEST_ID, configure_logging
-from service.metrics import REQUEST_LATENCY, REQUESTS_IN_FLIGHT
+from service.metrics import BUILD_INFO, REQUEST_LATENCY, REQUESTS_IN_FLIGHT
 from service.runtime.registry import ModelRegistry
 from service.state.store import StateStore
 
@@ -268,10 +271,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
             app.state.store = None
             app_log.info("service stopped")
 
+    BUILD_INFO.labels(
+        version=__version__, python=platform.python_version(), onnxruntime=ort.__version__
+    ).set(1)
     app = FastAPI(
         title="salecast",
         summary="Online forecasting and scoring for e-commerce promotions.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service.errors import ArtifactError, InvalidInput, NotReady, Overloaded
-from service.metrics import BATCH_REQUESTS, BATCH_SIZE, ORT_INFERENCE, QUEUE_DEPTH, QUEUE_REJECTED
+from service.metrics import (
+    BATCH_REQUESTS,
+    BATCH_SIZE,
+    INFERENCE_FAILURES,
+    ORT_INFERENCE,
+    QUEUE_DEPTH,
+    QUEUE_REJECTED,
+    QUEUE_WAIT,
+)
 
 RunFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 ShapeKey = tuple[tuple[str, tuple[int, ...], str], ...]
@@ -41,6 +49,7 @@ class _Job:
     rows: int
     key: ShapeKey
     future: asyncio.Future[dict[str, np.ndarray]] = field(repr=False)
+    queued_at: float = 0.0
 
 
 def shape_key(inputs: Mapping[str, np.ndarray]) -> ShapeKey:
@@ -59,6 +68,7 @@ class MicroBatcher:
         *,
         model: str,
         graph: str,
+        version: str = "",
         max_rows: int = 256,
         max_wait_s: float = 0.001,
         capacity: int = 1024,
@@ -85,6 +95,8 @@ class MicroBatcher:
         self._batch_rows = BATCH_SIZE.labels(model=model, graph=graph)
         self._batch_requests = BATCH_REQUESTS.labels(model=model, graph=graph)
         self._ort_time = ORT_INFERENCE.labels(model=model, graph=graph)
+        self._queue_wait = QUEUE_WAIT.labels(model=model, version=version, graph=graph)
+        self._failures = INFERENCE_FAILURES.labels(model=model, version=version, graph=graph)
 
     @property
     def depth(self) -> int:
@@ -122,7 +134,7 @@ class MicroBatcher:
                 retry_after_s=self.retry_after_s,
             )
         loop = asyncio.get_running_loop()
-        job = _Job(arrays, n, shape_key(arrays), loop.create_future())
+        job = _Job(arrays, n, shape_key(arrays), loop.create_future(), time.perf_counter())
         self._pending.append(job)
         self._pending_rows += n
         self._depth.set(len(self._pending))
@@ -199,9 +211,13 @@ class MicroBatcher:
             self._last_requests = len(jobs)
             if not jobs:
                 continue
+            now = time.perf_counter()
+            for job in jobs:
+                self._queue_wait.observe(now - job.queued_at)
             try:
                 outputs = await loop.run_in_executor(self._executor, self._run_batch, jobs)
             except Exception as exc:  # one failure answers every request of the batch
+                self._failures.inc(len(jobs))
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)

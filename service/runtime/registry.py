@@ -37,7 +37,7 @@ from service.errors import (
     Overloaded,
     SalecastError,
 )
-from service.metrics import MODEL_LATENCY, MODEL_LOADS, MODEL_VERSION_INFO
+from service.metrics import MODEL_LATENCY, MODEL_LOADS, MODEL_READY, MODEL_VERSION_INFO
 from service.runtime.batcher import MicroBatcher
 from service.runtime.manifest import Manifest, read_manifest
 from service.runtime.session import GraphSession
@@ -92,6 +92,7 @@ class LoadedModel:
             batcher = MicroBatcher(
                 session.run,
                 model=self.name,
+                version=self.version,
                 graph=graph,
                 max_rows=self._settings.batch_max_size,
                 max_wait_s=self._settings.batch_max_wait_ms / 1000.0,
@@ -307,6 +308,7 @@ class ModelRegistry:
             with contextlib.suppress(KeyError):
                 MODEL_VERSION_INFO.remove(old.name, old.version, old.provider)
         MODEL_VERSION_INFO.labels(loaded.name, loaded.version, loaded.provider).set(1)
+        MODEL_READY.labels(loaded.name).set(1 if loaded.warm else 0)
         return old
 
     def _retire(self, old: LoadedModel) -> None:
@@ -426,4 +428,5 @@ class ModelRegistry:
         for model in loaded:
             with contextlib.suppress(KeyError):
                 MODEL_VERSION_INFO.remove(model.name, model.version, model.provider)
+            MODEL_READY.labels(model.name).set(0)
         self._current.clear()

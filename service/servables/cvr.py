@@ -26,6 +26,7 @@ import numpy as np
 
 from service.errors import InvalidInput, NotReady
 from service.servables.loaded import Loaded, per_version
+from service.servables.observe import observe_served
 from training.features.cvr import (
     ACTION_IDS,
     FIELDS,
@@ -221,6 +222,7 @@ class CvrServable:
         inputs, used = self.features(cfg, pairs, sequences, at)
         out = await loaded.infer(GRAPH, inputs)
         cvr, base = np.asarray(out["cvr"]), np.asarray(out["base_cvr"])
+        observe_served(MODEL, {"cvr": cvr, "base_cvr": base})
         return [
             {
                 "user_id": p.user_id,

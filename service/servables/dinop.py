@@ -36,6 +36,7 @@ import numpy as np
 from service.errors import InvalidInput, NotFound, NotReady
 from service.servables.dinop_features import DinopFeatures
 from service.servables.loaded import per_version
+from service.servables.observe import observe_served
 from service.servables.stmp import StoreSalesHistory
 from service.state import keys
 from service.state.store import CasOutcome, VersionedState
@@ -414,6 +415,9 @@ class DinopServable:
                 "activity-participation labels (none of its data records them)"
             )
         presale = set(self.presale_dates(tb, promo))
+        observe_served(MODEL, {"best_seller_probability": out["bsp"]})
+        if ja_ok:
+            observe_served(MODEL, {"join_activity_probability": out["ja"]})
         results = []
         for k, it in enumerate(order):
             st = states[it]

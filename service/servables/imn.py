@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput, NotReady
+from service.servables.observe import observe_served
 from service.state import keys
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,7 @@ async def recommend(
     )
     ids = out["item_ids"][0][:k].tolist()
     scores = out["scores"][0][:k].tolist()
+    observe_served(MODEL, {"top_score": scores[:1]})
     items = t.items
     return Recommendation(
         [(items[i], s) for i, s in zip(ids, scores, strict=True)],

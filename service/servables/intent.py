@@ -33,6 +33,7 @@ from service.servables.intent_features import (
     counts_from_events,
 )
 from service.servables.loaded import Loaded, per_version
+from service.servables.observe import observe_served
 
 MODEL = "intent"
 GRAPH = "score"
@@ -194,6 +195,7 @@ class IntentServable:
             results = await asyncio.gather(*(loaded.infer(GRAPH, c) for c in chunks))
             for name in OUTPUTS:
                 outputs[name][rows] = np.concatenate([r[name].reshape(-1) for r in results])
+            observe_served(MODEL, {name: outputs[name][rows] for name in OUTPUTS})
 
         stateless_set = set(stateless)
         answers: list[dict[str, Any]] = []
