@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         "skew); later events are rejected, since one of them would make every real event of "
         "its user stale until that time.",
     )
+    shutdown_delay_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=300.0,
+        description="On SIGTERM, how long readiness answers 503 while requests are still served, "
+        "so load balancers stop routing here before the listener closes (0: stop at once).",
+    )
     drain_timeout_s: float = Field(
         default=20.0,
         ge=0.0,

@@ -13,7 +13,10 @@ import contextlib
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -28,13 +31,48 @@ log = logging.getLogger(__name__)
 
 
 class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill the
-    process before `run()`'s cleanup; run `on_stopped` (stop the embedded Redis, saving its
-    data) after the app has drained and before that re-raise."""
+    """uvicorn, with the two things a rollout needs around its graceful shutdown.
 
-    def __init__(self, config: uvicorn.Config, on_stopped: Callable[[], None]) -> None:
+    * **SIGTERM first turns readiness off, then stops.** A load balancer (or Kubernetes'
+      endpoint controller) needs a moment to stop sending once readiness says 503; if the
+      listener closed at once, requests already routed here would be refused. So on SIGTERM
+      the app is marked draining (``/health/ready`` answers 503) and keeps serving for
+      `shutdown_delay_s`; only then does uvicorn stop accepting, finish in-flight requests
+      (up to the drain timeout) and run the app's shutdown. A second signal, or SIGINT
+      (Ctrl-C), stops at once.
+    * uvicorn re-raises the signal after its graceful shutdown, which would kill the process
+      before `run()`'s cleanup; `on_stopped` (stop the embedded Redis, saving its data) runs
+      after the app has drained and before that re-raise.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_stopped: Callable[[], None],
+        app_state: Any = None,
+        shutdown_delay_s: float = 0.0,
+    ) -> None:
         super().__init__(config)
         self._on_stopped = on_stopped
+        self._app_state = app_state
+        self._delay_s = shutdown_delay_s
+        self._delaying = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self._delay_s > 0 and not self._delaying:
+            self._delaying = True
+            self._captured_signals.append(sig)
+            if self._app_state is not None:
+                self._app_state.draining = True  # readiness 503 while we still serve
+            log.info("SIGTERM: not ready; stopping", extra={"in_s": self._delay_s})
+            timer = threading.Timer(self._delay_s, self._stop_accepting)
+            timer.daemon = True
+            timer.start()
+            return
+        super().handle_exit(sig, frame)
+
+    def _stop_accepting(self) -> None:
+        self.should_exit = True
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -84,7 +122,11 @@ def run(host: str | None = None, port: int | None = None, settings: Settings | N
     }
     try:
         if settings.workers == 1:
-            _Server(uvicorn.Config(create_app(settings), **options), stop_embedded).run()
+            app = create_app(settings)
+            server = _Server(
+                uvicorn.Config(app, **options), stop_embedded, app.state, settings.shutdown_delay_s
+            )
+            server.run()
         else:
             _serve_workers(settings, options)
     finally:
