@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     sequence_max: int = Field(
         default=200, gt=0, description="Most recent events kept in each user's behaviour sequence."
     )
+    state_ttl_seconds: int = Field(
+        default=30 * 86_400,
+        ge=0,
+        description="An idle user's behaviour sequence and model states expire this long after "
+        "the user's last event (0: never), so users who never return do not fill Redis.",
+    )
     idempotency_ttl_seconds: int = Field(
         default=7 * 86_400,
         gt=0,

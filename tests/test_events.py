@@ -536,3 +536,24 @@ def test_replicas_end_in_the_states_of_a_serial_replay_in_commit_order(clean_red
     rejected = {e["event_id"] for e in events} - applied_ids
     versions = {v[1][1] for v in concurrent[0].values() if v}
     assert not versions & rejected  # no state was written by a rejected event
+
+
+def test_idle_users_expire_and_items_do_not(clean_redis: str) -> None:
+    """Each applied event renews the user's sequence and state TTL; item states stay."""
+    import redis as redis_client
+
+    from service.state import keys as layout
+
+    async def main() -> None:
+        store = await StateStore.connect(clean_redis, user_ttl_seconds=600)
+        try:
+            pipeline = EventPipeline(store, [ToyUpdater()])
+            await pipeline.process([ev("e1", "idle", "i1", NOW)])
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    r = redis_client.Redis.from_url(clean_redis)
+    assert 0 < r.ttl(layout.sequence("idle")) <= 600
+    assert 0 < r.ttl(layout.state("toy", "user", "idle")) <= 600
+    assert r.ttl(layout.state("toy", "item", "i1")) == -1  # no expiry

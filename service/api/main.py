@@ -189,6 +189,7 @@ async def connect_store(settings: Settings) -> StateStore | None:
         count_retention_seconds=settings.count_retention_seconds,
         sequence_max=settings.sequence_max,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        user_ttl_seconds=settings.state_ttl_seconds,
     )
 
 

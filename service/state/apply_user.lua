@@ -6,8 +6,8 @@
 -- KEYS[3]  the count bucket hash             KEYS[4..] one state hash per model (may be none)
 -- ARGV[1]  event ts (decimal text)   ARGV[2] event id     ARGV[3] sequence entry
 -- ARGV[4]  sequence bound            ARGV[5] action       ARGV[6] count bucket EXPIREAT (unix s)
--- ARGV[7]  idempotency TTL (s)
--- ARGV[8+3(m-1)], +1, +2  per model m: new state (float32 bytes), ts and event id of the
+-- ARGV[7]  idempotency TTL (s)     ARGV[8] idle-user TTL (s) of the sequence and states (0: never)
+-- ARGV[9+3(m-1)], +1, +2  per model m: new state (float32 bytes), ts and event id of the
 --          state the caller computed from ('' = none)
 --
 -- Returns {1} applied; {0} duplicate (idempotency key present, or this very event is the
@@ -31,7 +31,7 @@ end
 
 local n = #KEYS - 3
 for m = 1, n do
-  local base = 8 + 3 * (m - 1)
+  local base = 9 + 3 * (m - 1)
   local cur = redis.call('HMGET', KEYS[3 + m], 'ts', 'eid')
   if cur[1] then
     local c = cmp(ts, eid, tonumber(cur[1]), cur[2])
@@ -44,11 +44,16 @@ for m = 1, n do
 end
 
 for m = 1, n do
-  local base = 8 + 3 * (m - 1)
+  local base = 9 + 3 * (m - 1)
   redis.call('HSET', KEYS[3 + m], 'v', ARGV[base], 'ts', ARGV[1], 'eid', eid)
 end
 if redis.call('RPUSH', KEYS[2], ARGV[3]) > tonumber(ARGV[4]) then
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+end
+local user_ttl = tonumber(ARGV[8])
+if user_ttl > 0 then
+  redis.call('EXPIRE', KEYS[2], user_ttl)
+  for m = 1, n do redis.call('EXPIRE', KEYS[3 + m], user_ttl) end
 end
 if redis.call('HINCRBY', KEYS[3], ARGV[5], 1) == 1 then
   redis.call('EXPIREAT', KEYS[3], ARGV[6])

@@ -13,6 +13,8 @@
 -- then per event, K = 3 + 2M keys: idempotency key, behaviour sequence, count bucket,
 --          and per model m: the user's state hash, the item's state hash
 -- ARGV[1]  M (models)   ARGV[2] sequence bound   ARGV[3] idempotency TTL (s)   ARGV[4] P
+-- ARGV[5]  idle-user TTL (s): the user's sequence and states expire this long after their
+--          last event (0: never)
 -- then per event, A = 7 + 6M values: ts (decimal text), event id, sequence entry, action,
 --          count bucket EXPIREAT (unix s), mode ('a' apply, 'v' verdict only: the caller saw a
 --          newer event and computed nothing), item id, and per model m: new user state, ts and event id
@@ -32,13 +34,14 @@ local M = tonumber(ARGV[1])
 local seq_max = tonumber(ARGV[2])
 local ttl = ARGV[3]
 local P = tonumber(ARGV[4])
+local user_ttl = tonumber(ARGV[5])
 local K, A = 3 + 2 * M, 7 + 6 * M
 local n = (#KEYS - 1 - P) / K
 local out = {}
 local applied = {}
 
 for e = 0, n - 1 do
-  local kb, ab = 1 + P + e * K, 4 + e * A
+  local kb, ab = 1 + P + e * K, 5 + e * A
   local ts_text, eid = ARGV[ab + 1], ARGV[ab + 2]
   local ts = tonumber(ts_text)
   local code, x, y = 1, 0, 0
@@ -89,6 +92,10 @@ for e = 0, n - 1 do
       end
       if redis.call('RPUSH', KEYS[kb + 2], ARGV[ab + 3]) > seq_max then
         redis.call('LTRIM', KEYS[kb + 2], -seq_max, -1)
+      end
+      if user_ttl > 0 then
+        redis.call('EXPIRE', KEYS[kb + 2], user_ttl)
+        for m = 1, M do redis.call('EXPIRE', KEYS[kb + 2 + 2 * m], user_ttl) end
       end
       if redis.call('HINCRBY', KEYS[kb + 3], ARGV[ab + 4], 1) == 1 then
         redis.call('EXPIREAT', KEYS[kb + 3], ARGV[ab + 5])

@@ -236,6 +236,8 @@ class StateStore:
     * `count_retention_seconds`: how long a bucket lives after it ends (TTL).
     * `sequence_max`: events kept in each user's behaviour sequence.
     * `idempotency_ttl_seconds`: how long a retried event id is still recognised.
+    * `user_ttl_seconds`: an idle user's sequence and states expire this long after the user's
+      last event (0: never), so users who never come back do not fill the memory.
     """
 
     def __init__(
@@ -247,17 +249,21 @@ class StateStore:
         count_retention_seconds: int = 60 * 86_400,
         sequence_max: int = 200,
         idempotency_ttl_seconds: int = 7 * 86_400,
+        user_ttl_seconds: int = 30 * 86_400,
     ) -> None:
         if count_bucket_seconds <= 0 or 86_400 % count_bucket_seconds:
             raise InvalidInput("count_bucket_seconds", "must divide one day (e.g. 3600, 86400)")
         if sequence_max < 1 or idempotency_ttl_seconds < 1 or count_retention_seconds < 1:
             raise InvalidInput("state store", "bounds and TTLs must be positive")
+        if user_ttl_seconds < 0:
+            raise InvalidInput("user_ttl_seconds", "must be 0 (never) or positive")
         self.client = client
         self.cluster = cluster
         self.count_bucket_seconds = count_bucket_seconds
         self.count_retention_seconds = count_retention_seconds
         self.sequence_max = sequence_max
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        self.user_ttl_seconds = user_ttl_seconds
         self._latency: dict[str, Histogram] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -518,7 +524,13 @@ class StateStore:
             raise ValueError("apply_wave needs one ModelStates per model")
         rows = [(_row_bytes(m.new_users), _row_bytes(m.new_items)) for m in states]
         k: list[Any] = [keys.COMMITS, *counters]
-        a: list[Any] = [len(models), self.sequence_max, self.idempotency_ttl_seconds, len(counters)]
+        a: list[Any] = [
+            len(models),
+            self.sequence_max,
+            self.idempotency_ttl_seconds,
+            len(counters),
+            self.user_ttl_seconds,
+        ]
         g, retention = self.count_bucket_seconds, self.count_retention_seconds
         row = 0
         for e in events:
@@ -615,6 +627,7 @@ class StateStore:
                 w.action,
                 self._counts_expiry(w.ts),
                 self.idempotency_ttl_seconds,
+                self.user_ttl_seconds,
             ]
             for model, vector, expected in w.states:
                 k.append(keys.state(model, "user", w.user_id))
