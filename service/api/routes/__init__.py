@@ -19,4 +19,5 @@ ROUTERS: list[str] = [
     "service.api.routes.coupons",
     "service.api.routes.sales",
     "service.api.routes.models",
+    "service.api.routes.inference",
 ]

@@ -15,7 +15,6 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from service.api.deps import RegistryDep
 from service.api.fast import HotRouter
 
 router = HotRouter(tags=["health"])
@@ -43,14 +42,16 @@ async def _redis_check(store: Any) -> tuple[bool, str]:
     return (bool(answer), "ok" if answer else "ping returned false")
 
 
-@router.get("/health/ready")
-async def ready(request: Request, registry: RegistryDep) -> JSONResponse:
+async def readiness(request: Request) -> tuple[bool, dict[str, Any]]:
+    """Whether to send this process traffic, and why: every loaded model warm, Redis
+    answering PING, not draining. Shared with the Open Inference Protocol's readiness."""
+    registry = request.app.state.registry
     models = {m.name: {"version": m.version, "warm": m.warm} for m in registry.list()}
     models_ok = all(m["warm"] for m in models.values())
     redis_ok, redis_reason = await _redis_check(getattr(request.app.state, "store", None))
     draining = bool(getattr(request.app.state, "draining", False))
     ok = models_ok and redis_ok and not draining
-    body = {
+    return ok, {
         "ready": ok,
         "checks": {
             "models": {"ok": models_ok, "loaded": models},
@@ -58,6 +59,11 @@ async def ready(request: Request, registry: RegistryDep) -> JSONResponse:
             "draining": draining,
         },
     }
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    ok, body = await readiness(request)
     headers = {} if ok else {"Retry-After": "1"}
     return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
 
