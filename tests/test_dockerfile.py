@@ -2,18 +2,22 @@
 
 CI machines have no daemon, so the images are not built here; this reads the Dockerfile's
 stages and checks what an operator relies on: serving images without torch, running as a
-non-root user, with a HEALTHCHECK on the liveness route, and a GPU image whose CUDA base
-matches the onnxruntime-gpu wheel (built for CUDA 13).
+non-root user, with a HEALTHCHECK on the liveness route, a GPU image whose CUDA base
+matches the onnxruntime-gpu wheel (built for CUDA 13), every install pinned by
+constraints.txt, and a .dockerignore that keeps a local virtual environment, artifacts and
+data out of the build context without leaving out what the stages copy.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 
 import pytest
 
-DOCKERFILE = Path(__file__).resolve().parents[1] / "Dockerfile"
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
 SERVING = ("cpu", "gpu")
 
 
@@ -66,8 +70,84 @@ def test_gpu_image_pairs_cuda13_runtime_with_onnxruntime_gpu() -> None:
     assert "pip uninstall -y onnxruntime" in installs
 
 
-def test_baked_image_copies_artifacts_and_trainer_pins_torch() -> None:
+def test_baked_image_takes_artifacts_from_a_named_context() -> None:
+    """.dockerignore leaves artifacts/ out of the default context, so the baked image copies
+    them from `--build-context artifacts=./artifacts` instead."""
     assert stages()["cpu-baked"]["base"] == "cpu"
-    assert any("artifacts/" in line for line in lines_of("cpu-baked"))
-    trainer = " ".join(lines_of("trainer"))
-    assert "torch==2.13.0" in trainer
+    copies = [line for line in lines_of("cpu-baked") if line.startswith("COPY")]
+    assert copies and all("--from=artifacts" in line for line in copies)
+    assert "artifacts" in _ignored()
+
+
+def _pip_installs(name: str) -> list[str]:
+    return [
+        part.strip()
+        for line in lines_of(name)
+        if line.startswith("RUN")
+        for part in line.split("&&")
+        if "pip install" in part
+    ]
+
+
+@pytest.mark.parametrize("name", ["cpu", "gpu", "trainer"])
+def test_every_install_takes_the_constraints_file(name: str) -> None:
+    installs = _pip_installs(name)
+    assert installs
+    for install in installs:
+        assert "-c /wheels/constraints.txt" in install or "--no-deps" in install, install
+    wheels = " ".join(lines_of("wheels"))
+    assert "constraints.txt" in wheels
+
+
+def test_trainer_takes_the_cpu_build_of_the_pinned_torch() -> None:
+    (torch_install,) = [i for i in _pip_installs("trainer") if " torch" in i]
+    assert "--index-url https://download.pytorch.org/whl/cpu" in torch_install
+    assert "-c /wheels/constraints.txt" in torch_install
+    pins = (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    assert "torch==2.13.0" in pins
+
+
+def test_constraints_pin_every_direct_dependency_exactly() -> None:
+    """Every requirement of salecast and its train/batch/dev extras has an `==` pin."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = list(project["dependencies"])
+    for extra in ("train", "batch", "dev"):
+        wanted += project["optional-dependencies"][extra]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line}"
+            pins[_canonical(name)] = version
+    missing = {req for req in wanted if _canonical(re.split(r"[\[<>=!~ ;]", req)[0]) not in pins}
+    assert not missing, f"not in constraints.txt (run `make constraints`): {sorted(missing)}"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _ignored() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_dockerignore_keeps_local_state_out_and_what_the_stages_copy_in() -> None:
+    ignored = _ignored()
+    for path in (".venv", ".git", "artifacts", "var", "**/__pycache__", "bench/results", ".env"):
+        assert path in ignored, path
+    assert not any(p.startswith("!") for p in ignored), "exceptions make the list hard to read"
+    copied = [
+        line.split()[1:-1]
+        for stage in stages()
+        for line in lines_of(stage)
+        if line.startswith("COPY") and "--from=" not in line
+    ]
+    for sources in copied:
+        for source in sources:
+            source = source.rstrip("/")
+            assert (ROOT / source).exists(), source
+            hits = [p for p in ignored if fnmatch.fnmatch(source, p) or source.startswith(p + "/")]
+            assert not hits, f"{source} is copied but .dockerignore leaves it out ({hits})"
