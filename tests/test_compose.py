@@ -16,18 +16,36 @@ def compose() -> dict[str, Any]:
     return data
 
 
+PASSWORD = "${REDIS_PASSWORD:?set REDIS_PASSWORD (see the top of docker-compose.yml)}"
+
+
 def test_service_uses_the_compose_redis_and_the_shared_models_volume() -> None:
     services = compose()["services"]
     salecast = services["salecast"]
-    assert salecast["environment"]["REDIS_URL"].startswith("redis://redis:")
+    # The password comes from the environment (.env); compose refuses to start without it.
+    assert salecast["environment"]["REDIS_URL"] == f"redis://:{PASSWORD}@redis:6379/0"
     assert "models:/models:ro" in salecast["volumes"]
     assert salecast["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-def test_redis_persists_append_only_on_a_volume() -> None:
+def test_service_runs_hardened_with_the_drain_inside_the_stop_grace() -> None:
+    salecast = compose()["services"]["salecast"]
+    assert salecast["read_only"] is True
+    assert {"/tmp", "/var/lib/salecast"} <= set(salecast["tmpfs"])
+    assert salecast["cap_drop"] == ["ALL"]
+    drain = float(salecast["environment"]["SALECAST_DRAIN_TIMEOUT_S"])
+    assert int(salecast["stop_grace_period"].rstrip("s")) > drain
+    assert salecast["environment"]["SALECAST_STATE_TTL_SECONDS"] == "2592000"
+
+
+def test_redis_is_valkey_persisting_append_only_on_a_volume_with_a_password() -> None:
     redis = compose()["services"]["redis"]
+    assert redis["image"].startswith("valkey/valkey:8")
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--requirepass") + 1] == PASSWORD
+    assert redis["environment"]["REDISCLI_AUTH"] == PASSWORD  # for the health check
     assert any(v.startswith("redis-data:") for v in redis["volumes"])
     assert "redis-data" in compose()["volumes"]
 
@@ -40,6 +58,8 @@ def test_prometheus_scrapes_the_service_metrics_route() -> None:
     assert "salecast:8000" in job["static_configs"][0]["targets"]
     mounts = compose()["services"]["prometheus"]["volumes"]
     assert any(m.startswith("./deploy/prometheus/prometheus.yml:") for m in mounts)
+    for mount in mounts:
+        assert (ROOT / mount.split(":")[0]).exists(), mount
 
 
 def test_grafana_is_provisioned_with_datasource_and_dashboard() -> None:
