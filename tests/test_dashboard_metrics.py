@@ -1,79 +1,166 @@
-"""Every metric a Grafana panel queries exists in the service's /metrics.
+"""Every metric and label a Grafana panel, a variable or an alert rule names is exported.
 
 A dashboard that names a metric the service never exports shows an empty panel and nobody
-notices until an incident; this test starts the real app (no models, real embedded Valkey)
-and checks each panel query against what `/metrics` declares.
+notices until an incident. The queries are parsed (tests/promql_queries.py) and checked
+against the collectors of service/metrics.py; the running app's /metrics is checked too, so
+a collector declared but never registered is caught as well. The dashboard's variables
+(datasource, namespace, pod, model) must reach every query, and probe traffic must stay out
+of the latency panels.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.main import create_app
 from service.config import Settings
-
-DASHBOARD = (
-    Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards" / "salecast.json"
+from tests.promql_queries import (
+    PROBE_ROUTES,
+    TARGET_LABELS,
+    all_queries,
+    dashboard,
+    dashboard_queries,
+    exported_series,
+    grouping_labels,
+    known_series,
+    selectors,
+    variable_queries,
 )
-SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
-    "gauge": ("",),
-    "summary": ("_sum", "_count", "_created"),
-    "info": ("_info",),
-}
+
+HTTP_LATENCY = "salecast_http_request_duration_seconds_bucket"
 
 
-def _exported_names(text: str) -> set[str]:
-    names: set[str] = set()
-    for family in text_string_to_metric_families(text):
-        names.add(family.name)
-        names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
-    return names
+def test_every_query_parses_and_names_only_exported_series() -> None:
+    known = known_series()
+    unknown = {
+        (where, s.name)
+        for where, expr in all_queries()
+        for s in selectors(expr)
+        if s.name not in known
+    }
+    assert not unknown, f"queries name series the service does not export: {sorted(unknown)}"
 
 
-def _queried_names() -> dict[str, str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    names: dict[str, str] = {}
-    for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            for name in re.findall(r"\bsalecast_[a-z0-9_]+", target["expr"]):
-                names[name] = panel["title"]
-    return names
+def test_every_label_a_query_matches_or_groups_by_exists_on_its_metric() -> None:
+    known = known_series()
+    wrong = []
+    for where, expr in all_queries():
+        for s in selectors(expr):
+            for label, _, _ in s.matchers:
+                if label not in known.get(s.name, frozenset()) | TARGET_LABELS:
+                    wrong.append((where, s.name, label))
+        for labels, inner in grouping_labels(expr):
+            available = set(TARGET_LABELS).union(*(known.get(s.name, frozenset()) for s in inner))
+            wrong.extend((where, "by", label) for label in labels - available)
+    assert not wrong, f"labels no metric has: {wrong}"
 
 
-def test_every_panel_metric_is_exported(tmp_path: Path, redis_url: str) -> None:
+def test_name_check_catches_a_misspelt_metric() -> None:
+    """Negative control: the same check on a query with a typo reports it."""
+    names = {s.name for s in selectors("rate(salecast_http_request_duration_second_count[5m])")}
+    assert names - set(known_series()) == {"salecast_http_request_duration_second_count"}
+
+
+def test_the_running_app_exports_every_series_the_queries_name(
+    tmp_path: Path, redis_url: str
+) -> None:
     settings = Settings(
         artifacts_dir=tmp_path / "artifacts", redis_url=redis_url, poll_interval_s=0
     )
     with TestClient(create_app(settings)) as client:
         client.get("/health/live")
-        exported = _exported_names(client.get("/metrics").text)
-    queried = _queried_names()
-    assert len(queried) >= 12, "the dashboard should cover the service's metrics"
-    missing = {name: title for name, title in queried.items() if name not in exported}
-    assert not missing, f"panels query metrics /metrics does not export: {missing}"
+        text = client.get("/metrics").text
+    exported = set()
+    for family in text_string_to_metric_families(text):
+        exported |= {family.name, f"{family.name}_total", f"{family.name}_bucket"}
+        exported |= {f"{family.name}_sum", f"{family.name}_count"}
+    declared = set(exported_series())
+    queried = {s.name for _, expr in all_queries() for s in selectors(expr)} & declared
+    assert len(queried) >= 15, "the dashboard and rules should cover the service's metrics"
+    assert queried <= exported, f"declared but not on /metrics: {sorted(queried - exported)}"
 
 
-def test_dashboard_covers_the_operator_questions() -> None:
-    titles = " ".join(p["title"].lower() for p in json.loads(DASHBOARD.read_text())["panels"])
-    for topic in (
+def test_dashboard_has_datasource_namespace_pod_and_model_variables() -> None:
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    listed = {name: label for name, _, label in variable_queries()}
+    assert listed == {"namespace": "namespace", "pod": "pod", "model": "model"}
+    for name in ("namespace", "pod", "model"):
+        # "All" must also match series without the label (a plain Prometheus, no operator).
+        assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*"
+    # pod narrows to the chosen namespace, model to the chosen namespace and pod.
+    selectors_of = {name: selectors(sel)[0] for name, sel, _ in variable_queries()}
+    assert selectors_of["pod"].matcher("namespace", "=~") == "$namespace"
+    assert selectors_of["model"].matcher("pod", "=~") == "$pod"
+
+
+def test_every_panel_uses_the_datasource_variable() -> None:
+    for panel in dashboard()["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_every_panel_query_is_filtered_by_namespace_pod_and_model() -> None:
+    series = exported_series()
+    missing = []
+    for title, expr in dashboard_queries():
+        for s in selectors(expr):
+            wanted = {"namespace": "$namespace", "pod": "$pod"}
+            if "model" in series[s.name]:
+                wanted["model"] = "$model"
+            for label, value in wanted.items():
+                if s.matcher(label, "=~") != value:
+                    missing.append((title, s.name, label))
+    assert not missing, f"queries that ignore a dashboard variable: {missing}"
+
+
+def test_latency_panels_leave_out_probes_and_scrapes() -> None:
+    latency = [
+        (title, s)
+        for title, expr in dashboard_queries()
+        for s in selectors(expr)
+        if s.name == HTTP_LATENCY
+    ]
+    assert len(latency) >= 4
+    for title, s in latency:
+        excluded = s.matcher("route", "!~")
+        assert excluded is not None, title
+        for route in PROBE_ROUTES:
+            assert re.fullmatch(excluded, route), f"{title}: {route} counts in the latency"
+        for route in ("/v1/score/intent", "/v2/models/{name}/infer", "unmatched"):
+            assert not re.fullmatch(excluded, route), f"{title}: {route} is left out"
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
         "request rate",
         "errors",
+        "error ratio",
         "p99",
         "batch size",
         "queue depth",
+        "queue wait",
         "onnx runtime",
+        "inference failures",
         "redis latency",
         "redis errors",
         "events",
         "compare-and-set",
         "versions",
-        "score",
-    ):
-        assert topic in titles, topic
+        "model ready",
+        "build",
+        "served score",
+        "drift",
+    ],
+)
+def test_dashboard_covers_the_operator_questions(topic: str) -> None:
+    titles = " ".join(p["title"].lower() for p in dashboard()["panels"])
+    assert topic in titles
