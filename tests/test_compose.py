@@ -33,8 +33,9 @@ def test_service_runs_hardened_with_the_drain_inside_the_stop_grace() -> None:
     assert salecast["read_only"] is True
     assert {"/tmp", "/var/lib/salecast"} <= set(salecast["tmpfs"])
     assert salecast["cap_drop"] == ["ALL"]
-    drain = float(salecast["environment"]["SALECAST_DRAIN_TIMEOUT_S"])
-    assert int(salecast["stop_grace_period"].rstrip("s")) > drain
+    env = salecast["environment"]
+    stopping = float(env["SALECAST_SHUTDOWN_DELAY_S"]) + float(env["SALECAST_DRAIN_TIMEOUT_S"])
+    assert int(salecast["stop_grace_period"].rstrip("s")) > stopping
     assert salecast["environment"]["SALECAST_STATE_TTL_SECONDS"] == "2592000"
 
 
