@@ -173,11 +173,13 @@ def test_not_loaded_model_is_503(tmp_path: Path) -> None:
 
 def test_metrics_and_docs(client: TestClient) -> None:
     client.post("/test/score", json={"rows": [[1, 2, 3]]})
+    client.get("/health/live")  # a hot route (service.api.fast): served by Starlette directly
     text = client.get("/metrics").text
     for metric in ALL_METRICS:
         assert f"# TYPE {metric._name}" in text, metric._name
     assert 'salecast_http_request_duration_seconds_bucket{le="0.0001"' in text
     assert 'route="/test/score"' in text
+    assert 'route="/health/live"' in text  # hot routes are labelled by their template too
     assert 'salecast_model_version_info{model="toy",provider="CPUExecutionProvider"' in text
     assert 'salecast_batch_size_rows_count{graph="score",model="toy"}' in text
     assert client.get("/docs").status_code == 200

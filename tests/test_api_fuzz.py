@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi import checks
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi import checks
 
 from service.api.main import create_app
 from service.state.embedded import EmbeddedRedis

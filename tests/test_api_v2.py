@@ -16,6 +16,7 @@ from tests.test_runtime_batcher import scale_artifact
 def client(tmp_path: Path, clean_redis: str) -> Iterator[TestClient]:
     root = tmp_path / "art"
     scale_artifact(root, "0001", 2.0, tmp=tmp_path)
+    (root / "pending").mkdir()  # a model folder with no version yet: known, never loaded
     app = create_app(
         artifacts_dir=root, redis_url=clean_redis, poll_interval_s=0, execution_provider="cpu"
     )
@@ -37,6 +38,12 @@ def test_health_and_metadata(client: TestClient) -> None:
         "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}],
     }
     assert client.get("/v2/models/toy.score/ready").json() == {"ready": True}
+    # A known model that is not loaded is "not ready" (400, the protocol's boolean answer);
+    # a name no artifact folder has is unknown.
+    pending = client.get("/v2/models/pending.score/ready")
+    assert (pending.status_code, pending.json()) == (400, {"ready": False})
+    assert client.get("/v2/models/typo.score/ready").status_code == 404
+    assert client.get("/v2/models/typo.score").status_code == 404
 
 
 def test_infer_takes_and_gives_the_protocol_tensors(client: TestClient) -> None:
@@ -70,6 +77,11 @@ def test_infer_takes_and_gives_the_protocol_tensors(client: TestClient) -> None:
         ("toy.nothing", {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}, 404),
         (
             "nomodel.score",
+            {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+            404,
+        ),
+        (
+            "pending.score",
             {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
             503,
         ),

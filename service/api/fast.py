@@ -9,6 +9,9 @@ documented by the FastAPI route of the same path and method that the router also
   (`model_validate_json`: no `json.loads` into Python objects first); a bad body raises
   FastAPI's `RequestValidationError`, so the error body is the one every route gives (422
   naming the field, see `service.api.errors`).
+* `hot(path, method, body=Model, parameters=[...])` documents the body and the parameters the
+  handler parses itself; the router keeps the body models so `register_schemas` lists them
+  (with their examples) in the OpenAPI components, and no route can forget to.
 * `json_response(payload)` serialises plain dicts and lists with orjson.
 * `query_int` / `query_float` parse the few query parameters a hot route takes, failing with
   `InvalidInput` naming the parameter.
@@ -18,13 +21,14 @@ Why: measured in-process on the 2-core machine, the same `Request`-only endpoint
 dependency solving and scope bookkeeping) and about 50 us as a Starlette route, and typed
 parameters with a `response_model` add about 100 us more; a recommendation's own work is a few
 tens of microseconds. The FastAPI declaration keeps `response_model` (documentation only) and
-`openapi(...)` adds the body schema and the parameters the handler parses itself, so
+`hot(body=..., parameters=...)` adds the body schema and the parameters, so
 `/openapi.json` and `/docs` describe the hot routes like every other; errors raised in them go
 through the same exception handlers (they sit around the router).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -33,12 +37,29 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from service.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
 JSON = "application/json"
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class HotRoute(Route):
+    """A Starlette route that names itself in ``scope["route"]`` when it serves a request.
+
+    FastAPI's router sets that key only for its own routes; the access log and the HTTP
+    latency metric label requests by the route template read from it, so without this every
+    hot route would be counted as ``unmatched``.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
+
+
+PATH_PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
 
 
 class HotRouter(APIRouter):
@@ -51,13 +72,39 @@ class HotRouter(APIRouter):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.serving: list[BaseRoute] = []
+        self.bodies: list[type[BaseModel]] = []
 
-    def hot(self, path: str, method: str, **documentation: Any) -> Callable[[Endpoint], Endpoint]:
-        """Declare `path` for `method`: the endpoint takes the request, returns bytes."""
+    def hot(
+        self,
+        path: str,
+        method: str,
+        *,
+        body: type[BaseModel] | None = None,
+        parameters: Sequence[Mapping[str, Any]] = (),
+        **documentation: Any,
+    ) -> Callable[[Endpoint], Endpoint]:
+        """Declare `path` for `method`: the endpoint takes the request, returns bytes.
+
+        `body` is the model the endpoint validates with `body_as`; `parameters` are the
+        OpenAPI parameters it parses itself (see `parameter`). A path parameter the list
+        leaves out is documented as a plain string, so the document never names a path
+        parameter it does not define.
+        """
+        declared = {p["name"] for p in parameters if p.get("in") == "path"}
+        implicit = [
+            parameter(name, "path", {"type": "string"}, name.replace("_", " "))
+            for name in PATH_PARAMETER.findall(path)
+            if name not in declared
+        ]
+        extra = _openapi_extra(body, [*parameters, *implicit])
+        if body is not None:
+            self.bodies.append(body)
 
         def register(endpoint: Endpoint) -> Endpoint:
-            self.add_api_route(path, endpoint, methods=[method], **documentation)
-            self.serving.append(Route(self.prefix + path, endpoint, methods=[method]))
+            self.add_api_route(
+                path, endpoint, methods=[method], openapi_extra=extra, **documentation
+            )
+            self.serving.append(HotRoute(self.prefix + path, endpoint, methods=[method]))
             return endpoint
 
         return register
@@ -120,12 +167,11 @@ def query_float(request: Request, name: str, low: float, high: float) -> float |
     return value
 
 
-def openapi(
-    body: type[BaseModel] | None = None,
-    parameters: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
-    """`openapi_extra` for a hot route: its body schema (a component named after the model,
-    registered by `register_schemas`) and the parameters it parses itself."""
+def _openapi_extra(
+    body: type[BaseModel] | None, parameters: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """A hot route's body schema (a component named after the model, registered by
+    `register_schemas`) and the parameters it parses itself."""
     extra: dict[str, Any] = {}
     if body is not None:
         extra["requestBody"] = {
@@ -134,7 +180,7 @@ def openapi(
         }
     if parameters:
         extra["parameters"] = [dict(p) for p in parameters]
-    return extra
+    return extra or None
 
 
 def parameter(
@@ -149,11 +195,12 @@ def parameter(
     }
 
 
-def register_schemas(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
+def register_schemas(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     """Add the hot routes' body models (and the models they nest) to the OpenAPI components.
 
     FastAPI lists only the models it validates itself; these are validated by `body_as`.
     """
+    models = [m for r in routers if isinstance(r, HotRouter) for m in r.bodies]
     build = app.openapi
 
     def openapi_with_bodies() -> dict[str, Any]:

@@ -25,6 +25,8 @@ from typing import Any
 import onnxruntime as ort
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
@@ -33,11 +35,6 @@ from service.api.fast import register_schemas, serve_hot_routes
 from service.api.limits import BodyLimits
 from service.api.routes import ROUTERS
 from service.api.schemas import ErrorResponse
-from service.api.schemas.cvr import CvrScoreRequest
-from service.api.schemas.events import EventsRequest
-from service.api.schemas.forecast import FestivalForecastRequest
-from service.api.schemas.intent import IntentScoreRequest
-from service.api.schemas.promotion import PromotionForecastRequest
 from service.api.security import document_security
 from service.auth.keys import KeyRing
 from service.auth.middleware import ApiKeyAuth
@@ -229,6 +226,15 @@ def _include_routers(app: FastAPI) -> None:
         if install is not None:
             install(app)
     serve_hot_routes(app, routers)
+    # Bodies the hot routes validate themselves (service.api.fast), listed in the schema.
+    register_schemas(app, routers)
+
+
+def _operation_id(route: APIRoute) -> str:
+    """The OpenAPI operation id: the endpoint's name (`score_intent`, `get_recommendations`),
+    which is what generated clients call the method; FastAPI's default appends the path and
+    method (`score_intent_v1_score_intent_post`). `tests/test_api_docs.py` keeps them unique."""
+    return route.name
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
@@ -275,7 +281,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     BUILD_INFO.labels(
         version=__version__, python=platform.python_version(), onnxruntime=ort.__version__
     ).set(1)
-    app = FastAPI(
+    # /docs and /redoc from the assets fastapi-offline ships (under /docs/static), not a CDN:
+    # serving hosts often have no internet access.
+    app = FastAPIOffline(
+        static_url="/docs/static",
+        generate_unique_id_function=_operation_id,
         title="salecast",
         summary="Online forecasting and scoring for e-commerce promotions.",
         version=__version__,
@@ -289,17 +299,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     app.state.updaters = []  # StateUpdaters of the events pipeline, added by servables
     install_error_handlers(app)
     _include_routers(app)
-    # Bodies the hot routes validate themselves (service.api.fast), listed in the schema.
-    register_schemas(
-        app,
-        [
-            EventsRequest,
-            IntentScoreRequest,
-            CvrScoreRequest,
-            FestivalForecastRequest,
-            PromotionForecastRequest,
-        ],
-    )
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     if settings.api_keys_file is not None:
         keys = KeyRing(settings.api_keys_file)

@@ -5,15 +5,16 @@
 * `write`: what changes the online state (events, sales, registering promotions);
 * `admin`: the models themselves (listing versions and reloading them).
 
-Probes (`/health/*`) and `/metrics` are open unless the deployment asks otherwise
-(`SALECAST_AUTH_PROBES`), and the API documentation is always open. A path the table does not
+Probes (`/health/*`, the Open Inference Protocol's `/v2/health/*`) and `/metrics` are open
+unless the deployment asks otherwise (`SALECAST_AUTH_PROBES`), and the API documentation
+(`/docs`, its assets, `/redoc`, `/openapi.json`) is always open. A path the table does not
 know needs `read`, so a new route is never open by accident.
 """
 
 from __future__ import annotations
 
 SCOPES = frozenset({"read", "write", "admin"})
-PROBES = ("/health/", "/metrics")
+PROBES = ("/health/", "/v2/health/", "/metrics")
 DOCS = ("/docs", "/redoc", "/openapi.json")
 
 # (method, path prefix, scope), first match wins.

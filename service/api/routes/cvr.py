@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 
-from service.api.fast import HotRouter, body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response
 from service.api.schemas.cvr import CvrPair, CvrScoreRequest, CvrScoreResponse
 from service.servables.cvr import MODEL, SERVABLE, PairInput, SeqEvent, sequence_source
 
@@ -28,7 +28,7 @@ def to_pair_input(pair: CvrPair) -> PairInput:
     "/v1/score/cvr",
     "POST",
     response_model=CvrScoreResponse,
-    openapi_extra=openapi(body=CvrScoreRequest),
+    body=CvrScoreRequest,
 )
 async def score_cvr(request: Request) -> Response:
     """CVR per pair and the occasion used (from the artifact's calendar unless given).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 
-from service.api.fast import HotRouter, body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response
 from service.api.schemas.events import EventsRequest, EventsResponse
 from service.errors import NotReady
 from service.events import EventPipeline
@@ -35,9 +35,7 @@ def ingestor_for(request: Request) -> EventIngestor:
     return ingestor
 
 
-@router.hot(
-    "/v1/events", "POST", response_model=EventsResponse, openapi_extra=openapi(body=EventsRequest)
-)
+@router.hot("/v1/events", "POST", response_model=EventsResponse, body=EventsRequest)
 async def post_events(request: Request) -> Response:
     """Apply events through the compare-and-set path.
 

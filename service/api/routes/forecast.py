@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request, Response
 
 from service.api.deps import get_store
-from service.api.fast import HotRouter, body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response
 from service.api.schemas.forecast import FestivalForecastRequest, FestivalForecastResponse
 from service.servables.stmp import MODEL, SERVABLE, StoreSalesHistory
 
@@ -16,7 +16,7 @@ router = HotRouter(tags=["forecast"])
     "/v1/forecast/festival",
     "POST",
     response_model=FestivalForecastResponse,
-    openapi_extra=openapi(body=FestivalForecastRequest),
+    body=FestivalForecastRequest,
 )
 async def festival_forecast(request: Request) -> Response:
     """Mean and 80 % / 95 % intervals (sampled psi) for a region's categories.

@@ -26,7 +26,7 @@ LIVE = b'{"status":"live"}'
 
 
 @router.hot("/health/live", "GET", response_model=dict[str, str])
-async def live(request: Request) -> Response:
+async def health_live(request: Request) -> Response:
     """The event loop answers: restart the process if not. A constant body through the same
     server and middleware as every route, so it is also the ceiling `bench.http_load` reads."""
     return Response(LIVE, media_type="application/json")
@@ -62,7 +62,7 @@ async def readiness(request: Request) -> tuple[bool, dict[str, Any]]:
 
 
 @router.get("/health/ready")
-async def ready(request: Request) -> JSONResponse:
+async def health_ready(request: Request) -> JSONResponse:
     ok, body = await readiness(request)
     headers = {} if ok else {"Retry-After": "1"}
     return JSONResponse(body, status_code=200 if ok else 503, headers=headers)

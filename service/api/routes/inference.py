@@ -18,7 +18,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from service import __version__
-from service.api.fast import HotRouter, body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response
 from service.api.schemas.inference import (
     InferenceError,
     InferRequest,
@@ -51,7 +51,14 @@ def _graph(registry: ModelRegistry, name: str) -> tuple[LoadedModel, str]:
     model, dot, graph = name.partition(".")
     if not dot or not graph:
         raise NotFound("model", name)
-    loaded = registry.get(model)  # NotReady when none of that model is loaded
+    try:
+        loaded = registry.get(model)
+    except NotReady:
+        # A model with a folder that is still loading is "not ready" (503, retry); a name no
+        # folder has is unknown (404), so clients do not retry a typo forever.
+        if model not in registry.known_models():
+            raise NotFound("model", name) from None
+        raise
     if graph not in loaded.sessions:
         raise NotFound("model", name)
     return loaded, graph
@@ -140,7 +147,11 @@ async def model_metadata(name: str, request: Request) -> Response:
     return json_response(metadata(loaded, graph))
 
 
-@router.get("/models/{name}/ready", response_model=Readiness, responses=ERRORS)
+@router.get(
+    "/models/{name}/ready",
+    response_model=Readiness,
+    responses={**ERRORS, 400: {"model": Readiness, "description": "known but not ready"}},
+)
 async def model_ready(name: str, request: Request) -> Response:
     try:
         loaded, graph = _graph(request.app.state.registry, name)
@@ -157,9 +168,9 @@ async def model_ready(name: str, request: Request) -> Response:
     "POST",
     response_model=InferResponse,
     responses=ERRORS,
-    openapi_extra=openapi(body=InferRequest),
+    body=InferRequest,
 )
-async def infer(request: Request) -> Response:
+async def model_infer(request: Request) -> Response:
     """Run the graph on the request's tensors (micro-batched with every other caller)."""
     name = request.path_params["name"]
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 
-from service.api.fast import HotRouter, body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response
 from service.api.schemas.intent import IntentScoreRequest, IntentScoreResponse
 from service.servables.intent import MODEL, SERVABLE, UserInput, count_source
 
@@ -32,7 +32,7 @@ def to_user_inputs(users: list[str | object]) -> list[UserInput]:
     "/v1/score/intent",
     "POST",
     response_model=IntentScoreResponse,
-    openapi_extra=openapi(body=IntentScoreRequest),
+    body=IntentScoreRequest,
 )
 async def score_intent(request: Request) -> Response:
     """P(browse), P(collect), P(cart), P(purchase) and expected order volume per user.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import Request, Response
 
 from service.api.deps import RegistryDep, StoreDep, get_store
-from service.api.fast import HotRouter, body_as, json_response, openapi
+from service.api.fast import HotRouter, body_as, json_response
 from service.api.routes.sales import SALES_INGEST_HOOKS
 from service.api.schemas.promotion import (
     BuyThroughRequest,
@@ -63,7 +63,7 @@ async def list_promotions(store: StoreDep) -> PromotionList:
     "/v1/forecast/promotion-items",
     "POST",
     response_model=PromotionForecastResponse,
-    openapi_extra=openapi(body=PromotionForecastRequest),
+    body=PromotionForecastRequest,
 )
 async def forecast_promotion_items(request: Request) -> Response:
     """GMV, best-seller probability, slot distribution and join-activity probability."""

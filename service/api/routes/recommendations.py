@@ -12,7 +12,6 @@ from fastapi import Request, Response
 from service.api.fast import (
     HotRouter,
     json_response,
-    openapi,
     parameter,
     query_float,
     query_int,
@@ -36,16 +35,14 @@ MAX_AT = 1e11  # Unix seconds; about the year 5138
     "/v1/recommendations/{user_id}",
     "GET",
     response_model=RecommendationResponse,
-    openapi_extra=openapi(
-        parameters=[
-            parameter("user_id", "path", {"type": "string", "minLength": 1, "maxLength": MAX_ID,
-                      "pattern": ID_PATTERN}, "the user"),
-            parameter("k", "query", {"type": "integer", "minimum": 1, "default": 20},
-                      "how many items (1 .. the model's k max)"),
-            parameter("at", "query", {"type": "number", "minimum": 0, "maximum": MAX_AT},
-                      "Unix seconds the ranking is for (default: now)"),
-        ]
-    ),
+    parameters=[
+        parameter("user_id", "path", {"type": "string", "minLength": 1, "maxLength": MAX_ID,
+                  "pattern": ID_PATTERN, "examples": ["u1"]}, "the user"),
+        parameter("k", "query", {"type": "integer", "minimum": 1, "default": 20},
+                  "how many items (1 .. the model's k max)"),
+        parameter("at", "query", {"type": "number", "minimum": 0, "maximum": MAX_AT},
+                  "Unix seconds the ranking is for (default: now)"),
+    ],
 )  # fmt: skip
 async def get_recommendations(request: Request) -> Response:
     """Top-k items ranked by IMN-Net from the user's state in Redis and the item table.

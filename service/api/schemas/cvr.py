@@ -44,7 +44,32 @@ class CvrPair(BaseModel):
 
 
 class CvrScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "pairs": [
+                        {"user_id": "u1", "item_id": "i10"},
+                        {
+                            "user_id": "u2",
+                            "item_id": "i3",
+                            "occasion": "DP",
+                            "sequence": [
+                                {
+                                    "item_id": "i3",
+                                    "category_id": "c1",
+                                    "action": "browse",
+                                    "ts": 1733050800,
+                                }
+                            ],
+                        },
+                    ],
+                    "at": 1733097600,
+                }
+            ]
+        },
+    )
     pairs: list[CvrPair] = Field(min_length=1, max_length=MAX_PAIRS)
     at: UnixSeconds | None = Field(default=None, description="request time (Unix s); default now")
 

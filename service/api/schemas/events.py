@@ -19,7 +19,33 @@ EventItem = Annotated[EventIn | dict[str, Any], Field(union_mode="left_to_right"
 
 
 class EventsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "event_id": "e-1001",
+                            "user_id": "u1",
+                            "item_id": "i10",
+                            "category_id": "c1",
+                            "action": "browse",
+                            "timestamp": 1733050800,
+                        },
+                        {
+                            "event_id": "e-1002",
+                            "user_id": "u1",
+                            "item_id": "i10",
+                            "category_id": "c1",
+                            "action": "cart",
+                            "timestamp": 1733051400,
+                        },
+                    ]
+                }
+            ]
+        },
+    )
     events: list[EventItem] = Field(
         min_length=1,
         max_length=MAX_EVENTS,

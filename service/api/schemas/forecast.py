@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.api.schemas.types import Day, Identifier
 
@@ -42,6 +42,30 @@ class SalesRecord(BaseModel):
 
 
 class SalesIngestRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "records": [
+                        {
+                            "region": "R01",
+                            "category": "C01",
+                            "date": "2013-02-01",
+                            "sales": 15234.5,
+                            "external": {"temperature": 41.2, "price": 3.52},
+                        },
+                        {
+                            "region": "R01",
+                            "category": "C02",
+                            "date": "2013-02-01",
+                            "sales": 8120.0,
+                            "external": {"temperature": 41.2, "price": 3.52},
+                        },
+                    ]
+                }
+            ]
+        }
+    )
     records: list[SalesRecord] = Field(min_length=1, max_length=MAX_RECORDS)
 
 
@@ -61,6 +85,15 @@ class SalesIngestResponse(BaseModel):
 
 class FestivalForecastRequest(BaseModel):
     """A region and either a date range or a day type (its next occurrence is forecast)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"region": "R01", "day_type": "christmas", "categories": ["C01", "C02"]},
+                {"region": "R01", "start": "2013-02-01", "end": "2013-03-01"},
+            ]
+        }
+    )
 
     region: Identifier
     start: Day | None = None

@@ -56,7 +56,31 @@ class RequestedOutput(BaseModel):
 
 
 class InferRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "req-1",
+                    "inputs": [  # the demo's intent.score graph, one user with no history
+                        {"name": "fields", "shape": [1, 19], "datatype": "INT64", "data": [0] * 19},
+                        {
+                            "name": "short",
+                            "shape": [1, 7, 4],
+                            "datatype": "FP32",
+                            "data": [0.0] * 28,
+                        },
+                        {
+                            "name": "long",
+                            "shape": [1, 8, 4],
+                            "datatype": "FP32",
+                            "data": [0.0] * 32,
+                        },
+                    ],
+                }
+            ]
+        },
+    )
     id: str | None = Field(default=None, max_length=256)
     inputs: list[InferTensor] = Field(min_length=1, max_length=64)
     outputs: list[RequestedOutput] | None = Field(default=None, max_length=64)

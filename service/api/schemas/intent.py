@@ -31,7 +31,26 @@ class IntentUser(BaseModel):
 
 
 class IntentScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "users": [
+                        "u1",
+                        {
+                            "user_id": "u2",
+                            "events": [
+                                {"action": "browse", "ts": 1733050800},
+                                {"action": "cart", "ts": 1733051400},
+                            ],
+                        },
+                    ],
+                    "at": 1733097600,
+                }
+            ]
+        },
+    )
     users: list[Identifier | IntentUser] = Field(
         min_length=1, max_length=MAX_USERS, description="user ids, or objects with events"
     )
@@ -77,7 +96,20 @@ class Candidate(BaseModel):
 
 
 class AllocateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "candidates": ["u1", "u2", {"user_id": "u3", "cost": 1.5}],
+                    "budget": 3.0,
+                    "coupon": {"value": 20.0, "cost": 1.0},
+                    "strategy": "budget",
+                    "at": 1733097600,
+                }
+            ]
+        },
+    )
     candidates: list[Identifier | Candidate] = Field(min_length=1, max_length=MAX_USERS)
     budget: float = Field(ge=0, allow_inf_nan=False)
     coupon: Coupon

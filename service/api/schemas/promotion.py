@@ -6,7 +6,7 @@ import datetime as dt
 import math
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from service.api.schemas.types import ID_PATTERN, Day, Identifier
 
@@ -16,6 +16,10 @@ MAX_PAIRS = 5_000
 
 class PromotionRef(BaseModel):
     """A promotion day: its type (a day type the model was trained on) and its date."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"type": "thanksgiving", "date": "2013-11-29"}]}
+    )
 
     type: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)] = (
         Field(examples=["thanksgiving"])
@@ -37,6 +41,19 @@ def _finite(values: list[float] | None) -> list[float] | None:
 
 
 class PromotionForecastRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "promotion": {"type": "thanksgiving", "date": "2013-11-29"},
+                    "items": [
+                        {"region": "R01", "category": "C01"},
+                        {"region": "R02", "category": "C01"},
+                    ],
+                }
+            ]
+        }
+    )
     promotion: PromotionRef
     items: list[PromotionItem] = Field(min_length=1, max_length=MAX_ITEMS)
     # ACT features of the activity to join (JA task); omitted -> no JA probability.
@@ -91,6 +108,18 @@ class BuyPair(BaseModel):
 
 
 class BuyThroughRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "promotion": {"type": "thanksgiving", "date": "2013-11-29"},
+                    "pairs": [
+                        {"user": "u1", "region": "R01", "category": "C01", "user_features": [0.4]}
+                    ],
+                }
+            ]
+        }
+    )
     promotion: PromotionRef
     pairs: list[BuyPair] = Field(min_length=1, max_length=MAX_PAIRS)
 
