@@ -98,3 +98,16 @@ def test_cli_runs_the_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     argv = ["score-bulk", "--artifact", str(artifact), "--input", str(src), "--output", str(out)]
     assert cli_main(argv) == 0
     assert "'rows': 300" in capsys.readouterr().out
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    artifact = _artifact(tmp_path)
+    src = tmp_path / "users.parquet"
+    _table(200).to_parquet(src, index=False)
+    score_table(artifact, str(src), str(tmp_path / "quiet"))  # stderr is not a terminal here
+    assert capsys.readouterr().err == ""
+    score_table(artifact, str(src), str(tmp_path / "shown"), progress=True)
+    err = capsys.readouterr().err
+    assert "100%" in err and "Completed" in err

@@ -15,6 +15,7 @@ back the same way. Graphs with shared inputs (IMN's item table) are not bulk-sco
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,13 @@ def score_table(
     keep_columns: list[str] | None = None,
     scheduler: str = "threads",
     blocksize: str = "64MB",
+    progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Score every row of a CSV/Parquet table (file, folder or glob) into Parquet."""
+    """Score every row of a CSV/Parquet table (file, folder or glob) into Parquet.
+
+    `progress`: a progress bar of the partitions on stderr; None shows one only when stderr
+    is a terminal, so logs and CI output stay clean.
+    """
     import dask
     import dask.dataframe as dd
 
@@ -117,13 +123,25 @@ def score_table(
 
     meta = score_partition(table._meta, onnx_path, graph, keep)
     scored = table.map_partitions(score_partition, onnx_path, graph, keep, meta=meta)
+    show = sys.stderr.isatty() if progress is None else progress
+    write = scored.to_parquet(output_path, write_index=False, compute=False)
     if scheduler.startswith("tcp://"):
         from dask.distributed import Client  # optional: only for a real cluster
+        from dask.distributed import progress as cluster_progress
 
-        with Client(scheduler):
-            scored.to_parquet(output_path, write_index=False)
+        with Client(scheduler) as client:
+            future = client.compute(write)
+            if show:
+                cluster_progress(future)
+            future.result()
     else:
+        from dask.diagnostics import ProgressBar
+
         with dask.config.set(scheduler=scheduler):
-            scored.to_parquet(output_path, write_index=False)
+            if show:
+                with ProgressBar(out=sys.stderr):
+                    write.compute()
+            else:
+                write.compute()
     rows = int(dd.read_parquet(output_path).shape[0].compute())
     return {"model": manifest.model, "version": manifest.version, "graph": name, "rows": rows}
