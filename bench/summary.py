@@ -4,20 +4,30 @@ The README links to `bench/results/SUMMARY.md` instead of quoting numbers by han
 re-run benchmark cannot leave a stale figure in the docs: `python -m bench.summary` rewrites
 the file from the JSONs, and a test fails when the committed file differs from its output.
 
-"Baselines" are the methods of the same run that are not a variant of ours: a name starting
-with our model's family (`imn`, `tpg-dnn`, `MetaCVR`, `DINOP`, `stmp`) is an ablation or a
-sibling configuration, reported in the per-run tables but not counted as the peer to beat.
+An accuracy result written by `training.comparison.Comparison` carries its own ranking: the
+best baseline (best seed-mean primary metric among the methods whose role is `baseline`),
+the paired bootstrap 95 % interval of ours minus it over the test units, and the verdict
+(`ahead` / `behind` only when the interval excludes 0, `inconclusive` otherwise, `too small
+to rank` under 100 positives or 30 series). The summary shows those as they are and counts
+the verdicts per model. A result from before seeds and intervals existed is listed with its
+two numbers and "no interval (pre-seed result)", never ranked. A parity check (online vs
+offline replay, with a tolerance) shows its gap.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from training.stats import VERDICTS
+
 RESULTS_DIR = Path(__file__).parent / "results"
 SUMMARY = RESULTS_DIR / "SUMMARY.md"
+PRE_SEED = "no interval (pre-seed result)"
+PARITY = "parity check"
 
 
 def _family(ours: str) -> str:
@@ -25,38 +35,69 @@ def _family(ours: str) -> str:
     return ours.split(" ")[0].split("(")[0].lower()
 
 
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def _mean_sd(record: dict[str, Any], method: str, metric: str) -> str:
+    mean = record["methods"][method].get(metric)
+    sd = (record.get("methods_sd") or {}).get(method, {}).get(metric)
+    seeds = [s for s in record.get("runs", {}).get(method, {}).get("seeds", []) if s is not None]
+    text = _num(mean)
+    return f"{text} ± {_num(sd)}" if sd is not None and len(seeds) > 1 else text
+
+
+def classify(record: dict[str, Any]) -> str:
+    """The verdict a result counts as in the per-model tally."""
+    if "tolerance_pp" in record:
+        return PARITY
+    comparison = record.get("comparison")
+    if not comparison:
+        return PRE_SEED
+    return str(comparison.get("verdict", PRE_SEED))
+
+
 def accuracy_row(record: dict[str, Any], file: str) -> str:
     metric = record["primary_metric"]
-    higher = bool(record["higher_is_better"])
+    arrow = "↑" if record["higher_is_better"] else "↓"
     ours = record["ours"]
+    head = f"| {record['model']} | {record['dataset']} | {metric} {arrow} "
+    comparison = record.get("comparison")
+    kind = classify(record)
+    link = f"[{file}]({file})"
+    if comparison:
+        best = comparison.get("best_baseline")
+        test = comparison["test"]
+        size = test.get("positives") if test.get("positives") is not None else test.get("series")
+        what = "positives" if test.get("positives") is not None else "series"
+        if best is None or comparison.get("interval") is None:
+            return f"{head}| {ours} {_mean_sd(record, ours, metric)} | - | - | {kind} | {link} |"
+        low, high = comparison["interval"]
+        return (
+            f"{head}| {ours} {_mean_sd(record, ours, metric)} "
+            f"| {best} {_mean_sd(record, best, metric)} "
+            f"| {comparison['difference']:+.4g} [{low:+.4g}, {high:+.4g}] "
+            f"| **{kind}** ({size} {what}) | {link} |"
+        )
+    # Parity checks and pre-seed results: the two numbers, no ranking.
     methods = record["methods"]
     mine = methods[ours].get(metric)
-    # A parity check (online replay vs offline, with its tolerance) compares ours with its
-    # one reference; a contest compares ours with every method not of our model's family.
-    parity = "tolerance_pp" in record
+    parity = kind == PARITY
     peers = {
         name: scores[metric]
         for name, scores in methods.items()
         if name != ours
-        and metric in scores
+        and scores.get(metric) is not None
         and (parity or not name.lower().startswith(_family(ours)))
     }
-    if peers:
-        best = max(peers, key=peers.__getitem__) if higher else min(peers, key=peers.__getitem__)
-        best_value = peers[best]
-        if parity:
-            verdict = f"gap {abs(mine - best_value) * 100:.2f} pp"
-        else:
-            ahead = mine > best_value if higher else mine < best_value
-            verdict = "ours ahead" if ahead else "baseline ahead"
-        peer_text = f"{best} {best_value:.4f}"
-    else:
-        peer_text, verdict = "-", "-"
-    arrow = "↑" if higher else "↓"
-    return (
-        f"| {record['model']} | {record['dataset']} | {metric} {arrow} | {ours} {mine:.4f} "
-        f"| {peer_text} | {verdict} | [{file}]({file}) |"
-    )
+    if not peers:
+        return f"{head}| {ours} {_num(mine)} | - | - | {kind} | {link} |"
+    pick = max if record["higher_is_better"] else min
+    best = pick(peers, key=peers.__getitem__)
+    verdict = f"gap {abs(mine - peers[best]) * 100:.2f} pp" if parity else kind
+    return f"{head}| {ours} {_num(mine)} | {best} {_num(peers[best])} | - | {verdict} | {link} |"
 
 
 def speed_row(record: dict[str, Any], file: str) -> str:
@@ -70,27 +111,58 @@ def speed_row(record: dict[str, Any], file: str) -> str:
     )
 
 
+def tally(records: list[dict[str, Any]]) -> list[str]:
+    """Verdict counts per model (parity checks and pre-seed results counted apart)."""
+    columns = [*VERDICTS, PRE_SEED]
+    counts: dict[str, Counter[str]] = {}
+    for record in records:
+        kind = classify(record)
+        if kind == PARITY:
+            continue
+        counts.setdefault(record["model"], Counter())[kind] += 1
+    lines = [
+        "| model | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for model in sorted(counts):
+        lines.append(f"| {model} | " + " | ".join(str(counts[model][c]) for c in columns) + " |")
+    return lines
+
+
 def render(results_dir: Path = RESULTS_DIR) -> str:
     accuracy, speed = [], []
+    records: list[dict[str, Any]] = []
     for path in sorted(results_dir.glob("*.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
         md = path.with_suffix(".md").name
         if record.get("kind") == "accuracy":
             accuracy.append(accuracy_row(record, md))
+            records.append(record)
         elif record.get("kind") == "speed":
             speed.append(speed_row(record, md))
     lines = [
         "# Results at a glance",
         "",
         "Generated by `python -m bench.summary` from the JSON files beside it; each linked",
-        "table has the command, the machine and every method of its run. The best baseline is",
-        "the best method of the same run that is not a variant of ours.",
+        "table has the command, the machine and every method of its run. Ours and the best",
+        "baseline (the best seed-mean primary metric among the run's baselines; ablations of",
+        "ours are not baselines) show mean ± sd over seeds; the interval is the paired",
+        "bootstrap 95 % interval of ours minus the best baseline over the test units. Verdict:",
+        "`ahead` / `behind` only when the interval excludes 0, `inconclusive` otherwise, `too",
+        "small to rank` with fewer than 100 test positives (classification, ranking) or 30",
+        "series (forecasting), whatever the interval says. Results from before seeds and",
+        f"intervals are listed as `{PRE_SEED}`, never ranked.",
         "",
         "## Accuracy",
         "",
-        "| model | data | metric | ours | best baseline | verdict | table |",
-        "|---|---|---|---|---|---|---|",
+        "| model | data | metric | ours | best baseline | ours − baseline [95 % CI] | verdict "
+        "| table |",
+        "|---|---|---|---|---|---|---|---|",
         *accuracy,
+        "",
+        "### Verdicts per model",
+        "",
+        *tally(records),
         "",
         "## Speed",
         "",

@@ -1,8 +1,16 @@
-"""The committed results summary is regenerated from the JSONs, never edited by hand."""
+"""The committed results summary is regenerated from the JSONs, never edited by hand; it
+shows each result's interval and verdict, and never ranks a result that has none."""
 
 from __future__ import annotations
 
-from bench.summary import RESULTS_DIR, SUMMARY, render
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.summary import PRE_SEED, RESULTS_DIR, SUMMARY, render
+from training.reporting import portable_argv, portable_path, write_accuracy
 
 
 def test_summary_matches_the_committed_results() -> None:
@@ -12,9 +20,84 @@ def test_summary_matches_the_committed_results() -> None:
 
 
 def test_every_accuracy_row_names_ours_and_a_baseline() -> None:
-    accuracy = render(RESULTS_DIR).split("## Speed")[0]
+    accuracy = render(RESULTS_DIR).split("### Verdicts per model")[0].split("## Accuracy")[1]
     rows = [line for line in accuracy.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) > 1
     for row in rows[1:]:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[3] and cells[4] != "-", row
+
+
+def _record(tmp: Path, name: str, **extra: Any) -> None:
+    write_accuracy(
+        tmp,
+        model=name,
+        dataset="tiny",
+        data_sha256="0" * 64,
+        split="by time",
+        primary_metric="auc",
+        higher_is_better=True,
+        methods={"ours": {"auc": 0.7}, "ours-variant": {"auc": 0.9}, "lr": {"auc": 0.65}},
+        ours="ours",
+        notes="",
+        command="salecast evaluate x",
+        **extra,
+    )
+
+
+def test_intervals_verdicts_and_pre_seed_results(tmp_path: Path) -> None:
+    comparison = {
+        "best_baseline": "lr",
+        "difference": 0.05,
+        "interval": [0.01, 0.09],
+        "verdict": "ahead",
+        "test": {"rows": 900, "units": 300, "unit_name": "users", "positives": 150,
+                 "rule": "at least 100 positives"},
+        "level": 0.95,
+        "resamples": 1000,
+        "ours": "ours",
+        "metric": "auc",
+    }  # fmt: skip
+    runs = {m: {"role": r, "seeds": [0, 1, 2], "fits": []} for m, r in
+            (("ours", "ours"), ("ours-variant", "variant"), ("lr", "baseline"))}  # fmt: skip
+    sds = {"ours": {"auc": 0.01}, "lr": {"auc": 0.02}, "ours-variant": {"auc": 0.0}}
+    _record(tmp_path, "new", comparison=comparison, runs=runs, methods_sd=sds)
+    _record(tmp_path, "old")  # written before seeds and intervals
+    text = render(tmp_path)
+    new = next(line for line in text.splitlines() if line.startswith("| new |"))
+    assert "ours 0.7000 ± 0.0100" in new and "lr 0.6500 ± 0.0200" in new
+    assert "+0.05 [+0.01, +0.09]" in new and "**ahead** (150 positives)" in new
+    old = next(line for line in text.splitlines() if line.startswith("| old |"))
+    assert PRE_SEED in old and "ahead" not in old and "ours-variant" not in old
+    tally = text.split("### Verdicts per model")[1].split("## Speed")[0]
+    assert "| new | 1 | 0 | 0 | 0 | 0 |" in tally and "| old | 0 | 0 | 0 | 0 | 1 |" in tally
+    md = (tmp_path / "accuracy-new-tiny.md").read_text()
+    assert "verdict: **ahead**" in md and "0.7000 ± 0.0100" in md
+
+
+def test_recorded_commands_name_no_machine_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "shared" / "data" / "walmart_store_sales"
+    data.mkdir(parents=True)
+    (data / "train.csv.gz").write_bytes(b"")
+    repo = tmp_path / "repo"
+    (repo / "bench" / "results").mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("SALECAST_DATA", raising=False)
+    want = "$SALECAST_DATA/walmart_store_sales/train.csv.gz"
+    assert portable_path(str(data / "train.csv.gz"), data=True) == want
+    assert portable_path("../shared/data/walmart_store_sales/train.csv.gz", data=True) == want
+    assert portable_path(str(data), data=True) == "$SALECAST_DATA/walmart_store_sales"
+    assert portable_path(str(repo / "bench" / "results"), data=False) == "bench/results"
+    assert portable_path("bench/results", data=False) == "bench/results"
+    monkeypatch.setenv("SALECAST_DATA", str(tmp_path / "shared"))
+    argv = ["--data", str(data / "train.csv.gz"), "--format", "walmart", "--artifacts", "/srv/a"]
+    assert portable_argv(argv) == [
+        "--data", "$SALECAST_DATA/data/walmart_store_sales/train.csv.gz", "--format", "walmart",
+        "--artifacts", "$OUT/a",
+    ]  # fmt: skip
+    for path in RESULTS_DIR.glob("accuracy-*.json"):
+        record = json.loads(path.read_text())
+        if "comparison" in record:  # written by today's code
+            assert "/work/" not in record["command"] and "../" not in record["command"], path
