@@ -1,7 +1,6 @@
 """STMP: Spatio-Temporal Meta-learning Prediction of purchases (Qin et al., AAAI 2021).
 
-Paper: "Robust Spatio-Temporal Purchase Prediction via Deep Meta Learning"
-(/work/shared/papers/000_8890f9b3725d3eec.txt). The model has two parts:
+Paper: "Robust Spatio-Temporal Purchase Prediction via Deep Meta Learning". The model has two parts:
 
 * the **amortization network** q_phi(psi | D^r): a shared feature extractor (a linear
   autoregressive component, skip-LSTMs with one skip per periodicity, and two fully connected

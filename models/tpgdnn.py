@@ -1,8 +1,7 @@
 """TPG-DNN: user intent from total-probability GRU-gated multi-task learning.
 
 Jiang, Wang, Fang, Zhao, "TPG-DNN: A Method for User Intent Prediction Based on Total
-Probability Formula and GRU Loss with Multi-task Learning" (Alibaba, 2020),
-`/work/shared/papers/003_c9198deded016f3a.txt`.
+Probability Formula and GRU Loss with Multi-task Learning" (Alibaba, 2020).
 
 Per user: P(browse), P(collect), P(cart), P(purchase) in the next window and the expected
 order volume. The architecture follows sec. 3 and Fig. 1:

@@ -1,7 +1,7 @@
 """Adapters: tiny files in each original layout (header-less, gzip, GBK, ...) with bad rows.
 
 Each test writes its own files, so the suite needs no data. The last tests read the real
-samples in /work/shared/data when that folder exists and check the row counts its READMEs
+samples in the folder `$SALECAST_DATA` names, when it is set, and check the row counts its READMEs
 state.
 """
 
@@ -19,7 +19,13 @@ from service.errors import InvalidInput
 from training.data import FORMATS, load_events, load_sales
 from training.schemas import EVENT_COLUMNS, SALES_COLUMNS
 
-DATA = Path(os.environ.get("SALECAST_SHARED_DATA", "/work/shared/data"))
+
+def real_sample(rel: str) -> Path:
+    """`$SALECAST_DATA/<rel>`; skips the test where the variable is unset or the sample absent."""
+    root = os.environ.get("SALECAST_DATA")
+    if not root or not (Path(root) / rel).exists():
+        pytest.skip(f"$SALECAST_DATA/{rel} not present")
+    return Path(root) / rel
 
 
 def write(path: Path, text: str, encoding: str = "utf-8", gz: bool = False) -> Path:
@@ -395,10 +401,10 @@ def test_data_cli_import_and_synth(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["data", "formats"]) == 0
 
 
-# ---- the real samples (skipped where /work/shared/data is absent) ---------------------
+# ---- the real samples (skipped unless $SALECAST_DATA holds them) ---------------------
 
 REAL_EVENTS = [
-    # (format, path under DATA, rows, users) per the folder READMEs
+    # (format, path under $SALECAST_DATA, rows, users) per the folder READMEs
     ("taobao", "taobao_userbehavior/userbehavior_window.csv.gz", 88_149, 53_163),
     ("taobao", "taobao_userbehavior/userbehavior_head.csv.gz", 3_062, 32),
     ("tianchi", "tianchi_mobile", 1_288, 26),
@@ -412,10 +418,7 @@ REAL_EVENTS = [
 
 @pytest.mark.parametrize(("fmt", "rel", "rows", "users"), REAL_EVENTS)
 def test_real_event_samples(fmt: str, rel: str, rows: int, users: int) -> None:
-    path = DATA / rel
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    log = load_events([path], fmt)
+    log = load_events([real_sample(rel)], fmt)
     assert log.report.rows_read == rows
     assert log.report.rows_ok == rows and not log.report.bad_rows
     assert log.events["user_id"].nunique() == users
@@ -423,9 +426,7 @@ def test_real_event_samples(fmt: str, rel: str, rows: int, users: int) -> None:
 
 
 def test_real_walmart_and_m5_samples() -> None:
-    if not (DATA / "walmart_store_sales").exists() or not (DATA / "m5").exists():
-        pytest.skip("shared data not present")
-    walmart = load_sales([DATA / "walmart_store_sales"], "walmart")
+    walmart = load_sales([real_sample("walmart_store_sales")], "walmart")
     assert walmart.report.rows_ok == 326_845 and not walmart.report.bad_rows
     assert walmart.sales["region"].nunique() == 34 and walmart.sales["category"].nunique() == 81
     assert set(walmart.day_types) == {
@@ -435,15 +436,13 @@ def test_real_walmart_and_m5_samples() -> None:
         "thanksgiving",
         "christmas",
     }
-    m5 = load_sales([DATA / "m5"], "m5")
+    m5 = load_sales([real_sample("m5")], "m5")
     assert m5.report.rows_ok == 1_547 and len(m5.sales) == 1_547
     assert {"thanksgiving", "christmas", "newyear", "superbowl", "easter"} <= set(m5.day_types)
 
 
 def test_real_online_retail_sample() -> None:
-    path = DATA / "uci_online_retail_ii"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+    path = real_sample("uci_online_retail_ii")
     lines = 502_938 + 320_705  # the two sheets' files, per the folder README
     log = load_events([path], "online_retail")
     assert log.report.rows_read == lines
