@@ -16,7 +16,7 @@ from types import ModuleType
 
 from service import __version__
 from service.errors import SalecastError
-from training.jobs import JOBS, load_job
+from training.jobs import JOBS, load_evaluation, load_job
 
 DEFAULT_ARTIFACTS = os.environ.get("SALECAST_ARTIFACTS_DIR", "artifacts")
 
@@ -260,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in {"train", "evaluate"}:
         try:
-            job = load_job(args.model)
-            result = job.train(args) if args.command == "train" else job.evaluate(args)
+            if args.command == "train":
+                result = load_job(args.model).train(args)
+            else:
+                result = load_evaluation(args.model).evaluate(args)
         except SalecastError as exc:  # bad --data or --format: a message, not a traceback
             print(f"salecast {args.command} {args.model}: {exc}", file=sys.stderr)
             return 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from service.runtime.manifest import Manifest
 from training.calendar import ORDINARY, week_day_type
@@ -32,7 +32,7 @@ class PromotionScenario:
     step: dt.timedelta
     history_end: dt.date
     calendar_start: dt.date
-    frequency: str
+    frequency: Literal["W", "D"]
     presale: int
     static: int
     items: list[tuple[str, str]]  # (region, category) pairs both models know
@@ -42,7 +42,10 @@ def promotion_scenario(stmp: Manifest, dinop: Manifest, n: int = 2) -> Promotion
     """The scenario for `n` regions x `n` categories known to both STMP and DINOP."""
     if stmp.config["frequency"] != dinop.config["frequency"]:
         raise ValueError("the STMP and DINOP artifacts use different frequencies")
-    step_days = 7 if stmp.config["frequency"] == "W" else 1
+    frequency = stmp.config["frequency"]
+    if frequency not in ("W", "D"):
+        raise ValueError(f"the STMP artifact has frequency {frequency!r}, not W or D")
+    step_days = 7 if frequency == "W" else 1
     step = dt.timedelta(days=step_days)
     history_end = _date(stmp.config["history_end"])
     feat = dinop.config["featurizer"]
@@ -67,7 +70,7 @@ def promotion_scenario(stmp: Manifest, dinop: Manifest, n: int = 2) -> Promotion
         step=step,
         history_end=history_end,
         calendar_start=_date(stmp.config["calendar_start"]),
-        frequency=stmp.config["frequency"],
+        frequency=frequency,
         presale=presale,
         static=static,
         items=[(r, c) for r in regions for c in cats],

@@ -1,9 +1,10 @@
 """Synthetic events and sales for tests and the demo, with the structure the models need.
 
-Why synthetic data at all: the real public samples (`salecast data formats`) are small, research-only and
-absent on CI, and several of them have no festival inside. Tests and `salecast demo` need
-data that (a) has every effect a model is meant to learn, so a test can check that it is
-learnt, (b) is deterministic by seed, and (c) generates in well under a second.
+Why synthetic data at all: the real public samples (`salecast data formats`) are small,
+research-only and absent on CI, and several of them have no festival inside. Tests and
+`salecast demo` need data that (a) has every effect a model is meant to learn, so a test can
+check that it is learnt, (b) is deterministic by seed, and (c) generates in well under a
+second.
 
 `generate_events(...) -> EventLog` (canonical `EVENT_COLUMNS`, `event_id = "synthetic:<row>"`):
 

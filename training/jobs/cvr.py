@@ -502,13 +502,6 @@ def prepare(args: argparse.Namespace) -> Prepared:
     return Prepared(vocab, train, recent, val, test, calendar, events, digest, days)
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Ours and every baseline over seeds: `training.jobs.cvr_evaluate`."""
-    from training.jobs.cvr_evaluate import evaluate as run
-
-    return run(args)
-
-
 def baseline_validation(prep: Prepared, seed: int) -> dict[str, dict[str, float | None]]:
     """LightGBM on all of D and on its recent days, scored on the validation days."""
     out: dict[str, dict[str, float | None]] = {}

@@ -422,10 +422,3 @@ def train_demo(artifacts_root: Path, seed: int = 0) -> Path:
         device="cpu",
     )
     return train(args)
-
-
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Table 2 and the section 5.3-5.4 studies over seeds: `training.jobs.dinop_evaluate`."""
-    from training.jobs.dinop_evaluate import evaluate as run
-
-    return run(args)

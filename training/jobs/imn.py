@@ -379,13 +379,6 @@ def baseline_validation(prep: Prepared) -> dict[str, dict[str, float]]:
     return out
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Ours and every baseline over seeds: `training.jobs.imn_evaluate`."""
-    from training.jobs.imn_evaluate import evaluate as run
-
-    return run(args)
-
-
 # ---- the artifact ------------------------------------------------------------------------
 
 

@@ -697,10 +697,3 @@ def train_demo(artifacts_root: Path, seed: int = 0) -> Path:
         holdout="year",
     )
     return train(args)
-
-
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Ours, its variants and every baseline over seeds: `training.jobs.stmp_evaluate`."""
-    from training.jobs.stmp_evaluate import evaluate as run
-
-    return run(args)
