@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-from service.runtime.manifest import read_manifest
 from training.reporting import invoked_command, machine_description
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -106,30 +104,3 @@ def write_speed(
     for name, ratio in ratios.items():
         print(f"{benchmark}: {ours} / {name} throughput ratio = {ratio:.2f}x")
     return path
-
-
-class OrtLoaded:
-    """One ORT session per graph of an artifact version (the registry's job, minus batching)."""
-
-    def __init__(self, path: Path, threads: int = 2) -> None:
-        self.path = Path(path)
-        self.manifest = read_manifest(self.path)
-        self.version = self.manifest.version
-        self.state: dict[str, Any] = {}  # what servables derive per version (`per_version`)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        providers = [
-            p
-            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-            if p in ort.get_available_providers()
-        ]
-        self.provider = providers[0]
-        self.sessions = {
-            name: ort.InferenceSession(str(self.path / spec.file), options, providers=providers)
-            for name, spec in self.manifest.graphs.items()
-        }
-
-    async def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sess = self.sessions[graph]
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, dict(inputs)), strict=True))

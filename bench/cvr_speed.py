@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import OrtLoaded, latency_run, write_speed
+from bench.common import latency_run, write_speed
+from service.runtime.direct import DirectLoaded
 from service.servables.cvr import CvrServable, PairInput, SeqEvent
 
 
-def make_pairs(loaded: OrtLoaded, n: int, seq_events: int, seed: int) -> list[PairInput]:
+def make_pairs(loaded: DirectLoaded, n: int, seq_events: int, seed: int) -> list[PairInput]:
     """`n` pairs of known users and items, each carrying `seq_events` past events."""
     rng = np.random.default_rng(seed)
     vocab = loaded.manifest.vocabularies
@@ -59,7 +60,7 @@ def make_pairs(loaded: OrtLoaded, n: int, seq_events: int, seed: int) -> list[Pa
     return pairs
 
 
-async def run(loaded: OrtLoaded, pairs: list[PairInput], calls: int, per_pair: bool) -> dict:
+async def run(loaded: DirectLoaded, pairs: list[PairInput], calls: int, per_pair: bool) -> dict:
     servable = CvrServable()
     servable.config(loaded)  # per-version tables load once, as in the service
     await servable.score(loaded, pairs[:2], None)  # warm-up
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             from training.jobs.cvr import train_demo
 
             path = train_demo(Path(tmp))
-        loaded = OrtLoaded(path, args.threads)
+        loaded = DirectLoaded(path, args.threads)
         pairs = make_pairs(loaded, args.pairs, args.seq_events, seed=0)
         batched = asyncio.run(run(loaded, pairs, args.calls, per_pair=False))
         naive = asyncio.run(run(loaded, pairs, max(10, args.calls // 10), per_pair=True))

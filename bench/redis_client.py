@@ -85,16 +85,17 @@ async def run(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         )
     ]
     await mux.close()
-    for name, kwargs in (
-        ("redis-py-hiredis", {}),
-        ("redis-py-python", {"parser_class": _AsyncRESP2Parser}),
-    ):
-        client = redis_asyncio.Redis.from_url(url, **kwargs)
-        runs.append(
-            await _measure(
-                name, lambda c=client: c.hmget(key, "v", "ts", "eid"), args.ops, args.concurrency
-            )
+    for name, parser in (("redis-py-hiredis", None), ("redis-py-python", _AsyncRESP2Parser)):
+        client = (
+            redis_asyncio.Redis.from_url(url)
+            if parser is None
+            else redis_asyncio.Redis.from_url(url, parser_class=parser)
         )
+
+        async def read(c: redis_asyncio.Redis = client) -> Any:
+            return await c.hmget(key, "v", "ts", "eid")
+
+        runs.append(await _measure(name, read, args.ops, args.concurrency))
         await client.aclose()
     client = redis_asyncio.Redis.from_url(url)
 

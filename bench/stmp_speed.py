@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import OrtLoaded, latency_run, write_speed
+from bench.common import latency_run, write_speed
+from service.runtime.direct import DirectLoaded
 from service.servables.stmp import STMPServable, STMPTables
 
 
@@ -57,7 +58,7 @@ def newest_artifact(root: Path) -> Path:
 
 async def run(args: argparse.Namespace) -> None:
     path = args.artifact or newest_artifact(Path(args.artifacts))
-    loaded = OrtLoaded(path, threads=args.threads)
+    loaded = DirectLoaded(path, threads=args.threads)
     servable = STMPServable(seed=0)
     tb: STMPTables = servable.tables(loaded)
     region = args.region or max(

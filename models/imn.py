@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import Batch, SalecastModel
+from models.base import Batch, SalecastModel, export_onnx
 
 # Input and output names of the two graphs (the serving side uses the same strings).
 UPDATE_INPUTS = (
@@ -399,15 +399,15 @@ class IMNNet(SalecastModel):
         self.eval()
         try:
             paths = {
-                "update": _export(
-                    UpdateGraph(self), update_example, UPDATE_OUTPUTS, out_dir / "update.onnx", ()
+                "update": export_onnx(
+                    UpdateGraph(self), update_example, UPDATE_OUTPUTS, out_dir / "update.onnx"
                 ),
-                "score": _export(
+                "score": export_onnx(
                     ScoreGraph(self),
                     score_example,
                     SCORE_OUTPUTS,
                     out_dir / "score.onnx",
-                    ("item_table",),
+                    shared=("item_table",),
                 ),
             }
         finally:
@@ -489,31 +489,3 @@ class ScoreGraph(nn.Module):
         else:
             values, ids = torch.topk(scores, k, dim=1)  # [B, k]
         return ids + 1, values, pred  # column m is item m + 1
-
-
-def _export(
-    module: nn.Module,
-    example: Mapping[str, torch.Tensor],
-    outputs: tuple[str, ...],
-    path: Path,
-    shared: tuple[str, ...],
-) -> Path:
-    """TorchScript export with a dynamic batch axis on every non-shared input and output.
-
-    Not `models.base.export_onnx`: that one also makes the shared item table's first axis a
-    "batch" axis, which would tie it to the request batch size.
-    """
-    names = list(example)
-    dynamic_axes = {n: {0: "batch"} for n in [*names, *outputs] if n not in shared}
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            tuple(example[n] for n in names),
-            str(path),
-            input_names=names,
-            output_names=list(outputs),
-            dynamic_axes=dynamic_axes,
-            opset_version=17,
-            dynamo=False,
-        )
-    return path

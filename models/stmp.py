@@ -58,7 +58,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.base import Batch, SalecastModel
+from models.base import Batch, SalecastModel, export_onnx
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -371,39 +371,20 @@ class STMP(SalecastModel):
         out_dir.mkdir(parents=True, exist_ok=True)
         self.eval()
         ex = self.example_inputs()
-        forecast_path = out_dir / "forecast.onnx"
-        names = list(ex)
-        outputs = ["point", "samples", "std"]
-        axes: dict[str, dict[int, str]] = {n: {0: "batch"} for n in [*names, *outputs]}
-        axes["noise"] = {0: "batch", 1: "samples"}
-        axes["obs_noise"] = {0: "batch", 1: "samples"}
-        axes["samples"] = {0: "batch", 1: "samples"}
-        with torch.no_grad():
-            torch.onnx.export(
-                _ForecastGraph(self),
-                tuple(ex[n] for n in names),
-                str(forecast_path),
-                input_names=names,
-                output_names=outputs,
-                dynamic_axes=axes,
-                opset_version=17,
-                dynamo=False,
-            )
+        samples_axis = {1: "samples"}
+        forecast_path = export_onnx(
+            _ForecastGraph(self),
+            ex,
+            ["point", "samples", "std"],
+            out_dir / "forecast.onnx",
+            extra_axes={"noise": samples_axis, "obs_noise": samples_axis, "samples": samples_axis},
+        )
         enc_names = ["hist", "static", "category", "target", "y"]
         enc_ex = {n: ex[n] for n in enc_names[:-1]}
         enc_ex["y"] = torch.randn(ex["hist"].shape[0])
-        encode_path = out_dir / "encode.onnx"
-        with torch.no_grad():
-            torch.onnx.export(
-                _EncodeGraph(self),
-                tuple(enc_ex[n] for n in enc_names),
-                str(encode_path),
-                input_names=enc_names,
-                output_names=["embedding"],
-                dynamic_axes={n: {0: "batch"} for n in [*enc_names, "embedding"]},
-                opset_version=17,
-                dynamo=False,
-            )
+        encode_path = export_onnx(
+            _EncodeGraph(self), enc_ex, ["embedding"], out_dir / "encode.onnx"
+        )
         return {"forecast": forecast_path, "encode": encode_path}
 
 

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from service.errors import InvalidInput
+from service.occasions import OCCASIONS, default_calendar
 from training.cli import main
 from training.data import load_events
-from training.occasions import OCCASIONS, default_calendar
 from training.schemas import EVENT_COLUMNS
 
 HEADER = "user_id,age_range,gender,merchant_id,label,activity_log"

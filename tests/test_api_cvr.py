@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.common import OrtLoaded
 from service.errors import InvalidInput, NotReady
+from service.occasions import OCCASIONS, OccasionCalendar
+from service.runtime.direct import DirectLoaded
 from service.servables.cvr import CvrServable, PairInput, SeqEvent
-from training.features.cvr import FIELD_INDEX, FIELDS, Vocab, build_samples, promo_click_log
-from training.occasions import OCCASIONS, OccasionCalendar
+from service.servables.cvr_features import FIELD_INDEX, FIELDS
+from training.features.cvr import Vocab, build_samples, promo_click_log
 
 EVENTS, CALENDAR = promo_click_log(seed=3, n_users=20, n_items=25, days=30)
 
@@ -70,7 +71,7 @@ def _history(user: str, before: int) -> list[SeqEvent]:
 
 def test_serving_features_match_training(artifact: Path) -> None:
     """User, interaction, context fields and the sequence are computed as in training."""
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = CvrServable()
     cfg = servable.config(loaded)
     vocab = Vocab.from_lists(loaded.manifest.vocabularies)
@@ -98,7 +99,7 @@ def test_serving_features_match_training(artifact: Path) -> None:
 
 
 def test_score_carried_and_stored_sequences(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = CvrServable()
     at = int(EVENTS["ts"].max()) + 60
     store = DictSequences({"u1": _history("u1", at)})
@@ -118,7 +119,7 @@ def test_score_carried_and_stored_sequences(artifact: Path) -> None:
 
 
 def test_occasion_changes_with_calendar_and_request(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = CvrServable()
     promo = CALENDAR.promotions[0].start
     ts_dp = int(pd.Timestamp(promo).timestamp()) + 3600
@@ -142,7 +143,7 @@ def test_occasion_changes_with_calendar_and_request(artifact: Path) -> None:
 
 
 def test_bad_input_and_missing_store(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = CvrServable()
     with pytest.raises(InvalidInput) as err:
         asyncio.run(

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.common import OrtLoaded
 from service.errors import InvalidInput
+from service.runtime.direct import DirectLoaded
 from service.runtime.manifest import read_manifest
 from service.servables.coupons import allocate
 from service.servables.intent import IntentServable, UserInput
@@ -70,7 +70,7 @@ def test_artifact_records_what_serving_needs(artifact: Path) -> None:
 
 
 def test_stateless_scores_match_the_training_features(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = IntentServable()
     users = [UserInput(u, _user_events(u)) for u in ("u1", "u2", "u3")]
     at, scores = asyncio.run(servable.score(loaded, users, None, at=CUT))
@@ -98,7 +98,7 @@ def test_stateless_scores_match_the_training_features(artifact: Path) -> None:
 
 
 def test_unknown_users_get_an_explicit_cold_start(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     _, scores = asyncio.run(
         IntentServable().score(
             loaded, [UserInput("nobody", []), UserInput("u1", _user_events("u1"))], None, CUT
@@ -110,7 +110,7 @@ def test_unknown_users_get_an_explicit_cold_start(artifact: Path) -> None:
 
 
 def test_bad_input_is_invalid_input(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = IntentServable()
     with pytest.raises(InvalidInput) as err:
         asyncio.run(servable.score(loaded, [UserInput("a", []), UserInput("a", [])], None, CUT))
@@ -121,7 +121,7 @@ def test_bad_input_is_invalid_input(artifact: Path) -> None:
 
 
 def test_ten_thousand_users_in_one_call(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     rng = np.random.default_rng(1)
     users = [
         UserInput(
@@ -138,7 +138,7 @@ def test_ten_thousand_users_in_one_call(artifact: Path) -> None:
 
 
 def test_allocation_on_scores_respects_budget(artifact: Path) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     users = [UserInput(f"u{i}", _user_events(f"u{i}")) for i in range(60)]
     _, scores = asyncio.run(IntentServable().score(loaded, users, None, CUT))
     warm = [s for s in scores if not s["cold_start"]]

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.common import OrtLoaded
 from service.errors import InvalidInput, NotFound
+from service.runtime.direct import DirectLoaded
 from service.runtime.manifest import read_manifest
 from service.servables.stmp import STMPServable, StoreSalesHistory
 from service.state.store import StateStore
@@ -68,7 +68,7 @@ async def _with_history(url: str, version: str, fn: Any) -> Any:
 
 
 def test_forecast_next_festival_has_ordered_intervals(artifact: Path, clean_redis: str) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = STMPServable(seed=0)
 
     async def go(history: StoreSalesHistory) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def test_forecast_next_festival_has_ordered_intervals(artifact: Path, clean_redi
 
 
 def test_ingest_moves_origin_and_refreshes_task(artifact: Path, clean_redis: str) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = STMPServable(seed=0)
     tb = servable.tables(loaded)
     end = tb.date_of(tb.history_end_step)
@@ -120,7 +120,7 @@ def test_ingest_moves_origin_and_refreshes_task(artifact: Path, clean_redis: str
 
 
 def test_bad_requests_raise_core_errors(artifact: Path, clean_redis: str) -> None:
-    loaded = OrtLoaded(artifact, threads=1)
+    loaded = DirectLoaded(artifact, threads=1)
     servable = STMPServable(seed=0)
     tb = servable.tables(loaded)
 

@@ -34,7 +34,6 @@ from tests.k8s_render import (
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 K8S_VERSION = "1.37.0"
-MODELS = ("imn", "intent", "cvr", "stmp", "dinop")
 
 
 def _server(resources: list[Resource], accelerator: str) -> Resource:
@@ -166,10 +165,11 @@ def test_serving_pods_read_settings_keys_and_state_ttl_from_config(name: str) ->
 
 
 def test_cronjob_trains_and_publishes_every_model_from_the_data_volume() -> None:
-    """Not `demo` (which only fills missing artifacts): `train <model>` for all five, with data
+    """Not `demo` (which only fills missing artifacts): `train <model>` for every model, with data
     and format from the salecast-train ConfigMap, parsed by the real CLI."""
     from training.cli import build_parser
     from training.data import FORMATS
+    from training.jobs import JOBS
 
     resources = overlay("cpu")
     cronjob = find(resources, "CronJob", "salecast-train")
@@ -191,7 +191,7 @@ def test_cronjob_trains_and_publishes_every_model_from_the_data_volume() -> None
         )
         assert all(path.startswith("/data/") for path in parsed.data)
         trained.append(parsed.model)
-    assert sorted(trained) == sorted(MODELS)
+    assert sorted(trained) == sorted(JOBS)  # every model the CLI can train
     volumes = {v["name"]: v for v in template["spec"]["volumes"]}
     mounts = {m["mountPath"]: m for c in containers(template) for m in c["volumeMounts"]}
     assert volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]["claimName"] == (

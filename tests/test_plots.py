@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.plots import plot_recall_curves, plot_reliability
-from bench.stmp_plot import festival_occurrences, plot_festivals, plot_forecasts
 from tests.test_model_stmp import tiny_sales
 from training.features.stmp import build_panel, instances
 from training.metrics import reliability_curve
+from training.plots.curves import plot_recall_curves, plot_reliability
+from training.plots.stmp import festival_occurrences, plot_festivals, plot_forecasts
 
 PNG = b"\x89PNG"
 

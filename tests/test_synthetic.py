@@ -9,15 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.calendar import (
+from service.calendar import (
     FESTIVALS,
     festival_date,
     festivals_between,
-    m5_day_type,
     promotion_phase,
     promotion_phases,
-    walmart_day_type,
 )
+from training.calendar import m5_day_type, walmart_day_type
 from training.schemas import EVENT_COLUMNS, SALES_COLUMNS
 from training.synthetic import generate_events, generate_sales
 

@@ -14,8 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from service.calendar import ORDINARY, week_day_type
 from service.runtime.manifest import Manifest
-from training.calendar import ORDINARY, week_day_type
 
 
 def _date(value: str) -> dt.date:

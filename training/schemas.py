@@ -15,10 +15,6 @@ from typing import Literal
 
 import pandas as pd
 
-# The browse-collect-cart-buy funnel, in funnel order. Source codes map onto these.
-ACTIONS: tuple[str, ...] = ("browse", "collect", "cart", "purchase")
-Action = Literal["browse", "collect", "cart", "purchase"]
-
 # events frame: one row per interaction, sorted by (ts, original row order).
 EVENT_COLUMNS: dict[str, str] = {
     "event_id": "string",  # stable id: "<source>:<row number>" for imported data

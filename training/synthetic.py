@@ -53,7 +53,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from training.calendar import ORDINARY, festivals_between, promotion_phases, week_day_type
+from service.actions import ACTIONS
+from service.calendar import ORDINARY, festivals_between, promotion_phases, week_day_type
 from training.schemas import EVENT_COLUMNS, EventLog, ImportReport, SalesData
 
 # ---- events ----------------------------------------------------------------------------
@@ -275,7 +276,7 @@ def generate_events(
     order = np.argsort(ts_arr, kind="stable")
     user_arr = np.asarray(users, dtype=np.int64)[order]
     item_arr = np.asarray(items_out, dtype=np.int64)[order]
-    action_names = np.array(["browse", "collect", "cart", "purchase"], dtype=object)
+    action_names = np.array(ACTIONS, dtype=object)
     events = pd.DataFrame(
         {
             "event_id": [f"synthetic:{i}" for i in range(len(order))],

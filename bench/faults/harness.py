@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import redis
+from redis import Redis
 
 from bench.common import RESULTS_DIR
 from service.state.embedded import EmbeddedRedis
@@ -74,10 +75,10 @@ class Stack:
         assert self.valkey is not None
         return self.valkey.url
 
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Redis:
         return redis.Redis.from_url(self.redis_url)
 
-    def redis_db(self, db: int) -> redis.Redis:
+    def redis_db(self, db: int) -> Redis:
         return redis.Redis.from_url(self.redis_url.rsplit("/", 1)[0] + f"/{db}")
 
     def start_replica(self, name: str, extra_env: Mapping[str, str] | None = None) -> Replica:
@@ -203,14 +204,16 @@ def state_hash(r: redis.Redis) -> str:
     return digest.hexdigest()
 
 
-def user_sequences(r: redis.Redis, users: Sequence[str]) -> dict[str, list[str]]:
+def user_sequences(r: Redis, users: Sequence[str]) -> dict[str, list[str]]:
     """Each user's stored sequence as event ids (the entries' fifth field)."""
     from service.state import keys
 
     out = {}
     for user in users:
         rows = r.lrange(keys.sequence(user), 0, -1)
-        out[user] = [raw.decode().split("\x1f")[4] for raw in rows]
+        out[user] = [
+            (raw if isinstance(raw, str) else raw.decode()).split("\x1f")[4] for raw in rows
+        ]
     return out
 
 

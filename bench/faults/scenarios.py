@@ -214,25 +214,27 @@ def replicas(
         if concurrent[k] is not None and serial.get(k) is not None
     ]
     missing = sum(1 for k in concurrent if (concurrent[k] is None) != (serial.get(k) is None))
-    r = s.redis()
+    redis_client = s.redis()
     rejected = {eid for eid, res in sent.acknowledged.items() if res["status"] == "rejected"}
-    seqs = user_sequences(r, sorted({e["user_id"] for e in events}))
+    seqs = user_sequences(redis_client, sorted({e["user_id"] for e in events}))
     traces = sum(1 for seq in seqs.values() for eid in seq if eid in rejected)
     versions = {v[1] for v in concurrent.values() if v is not None}
     traces += len(versions & rejected)
     serial_r = s.redis_db(1)
     same_sequences = all(
-        r.lrange(keys.sequence(u), 0, -1) == serial_r.lrange(keys.sequence(u), 0, -1) for u in seqs
+        redis_client.lrange(keys.sequence(u), 0, -1) == serial_r.lrange(keys.sequence(u), 0, -1)
+        for u in seqs
     )
     commits = [c for c, _ in applied]
-    figures = {
+    largest = max(diffs) if diffs else 0.0
+    figures: dict[str, Any] = {
         "replicas": n,
         "events": len(events),
         "users": users,
         "answers": dict(statuses),
         "states compared": len(diffs),
         "states present in one run only": missing,
-        "largest state difference": max(diffs) if diffs else 0.0,
+        "largest state difference": largest,
         "sequences equal": same_sequences,
         "traces of rejected events": traces,
         "commit numbers distinct and dense": commits
@@ -240,9 +242,8 @@ def replicas(
         if commits
         else True,
     }
-    guarantees = {
-        "same states as the serial replay (within 1e-4)": missing == 0
-        and figures["largest state difference"] <= 1e-4,
+    guarantees: dict[str, bool] = {
+        "same states as the serial replay (within 1e-4)": missing == 0 and largest <= 1e-4,
         "same sequences as the serial replay": same_sequences,
         "a rejected event changed no state": traces == 0,
         "every applied event has one commit number": figures["commit numbers distinct and dense"],
@@ -270,7 +271,10 @@ def _read_imn(s: Stack, events: Sequence[dict[str, Any]], db: int) -> dict[str, 
     ):
         for i in sorted(ids):
             v, eid = r.hmget(keys.state("imn", entity, i), "v", "eid")
-            out[f"{entity}:{i}"] = None if v is None else (np.frombuffer(v, "<f4"), eid.decode())
+            if isinstance(v, bytes) and isinstance(eid, bytes):
+                out[f"{entity}:{i}"] = (np.frombuffer(v, "<f4"), eid.decode())
+            else:
+                out[f"{entity}:{i}"] = None
     return out
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.http.drive import EVENTS_MARK, SEED_ACTIONS, Request
+from service.actions import ACTIONS
 from service.runtime.manifest import read_manifest
 
 DAY = 86_400
@@ -153,12 +154,7 @@ def _groups(users: Sequence[str], size: int) -> list[list[str]]:
 # ---- per route ------------------------------------------------------------------------------
 def _intent(w: Workload, seed: Seed, per_request: int) -> None:
     from service.servables.intent import window_end
-    from service.servables.intent_features import (
-        ACTIONS,
-        FeatureSpec,
-        build_features,
-        counts_from_events,
-    )
+    from service.servables.intent_features import FeatureSpec, build_features, counts_from_events
 
     spec = FeatureSpec.from_dict(read_manifest(w.version).config["features"])
     cut = window_end(seed.now, spec)
@@ -285,7 +281,8 @@ def _shaped_inputs(
         if spec.name in skip:
             continue
         dims = [rows] + [
-            int(manifest.config.get(d, 1)) if isinstance(d, str) else int(d) for d in spec.shape[1:]
+            int(manifest.config.get(d, 1)) if isinstance(d, str) else int(d or 1)
+            for d in spec.shape[1:]
         ]
         if "int" in spec.dtype:
             out[spec.name] = np.zeros(dims, dtype=np.int64)
@@ -300,7 +297,7 @@ def _normal_dims(version: Path, graph: str, names: Sequence[str]) -> list[str]:
     for spec in manifest.graphs[graph].inputs:
         if spec.name in names:
             rest = [
-                int(manifest.config.get(d, 1)) if isinstance(d, str) else int(d)
+                int(manifest.config.get(d, 1)) if isinstance(d, str) else int(d or 1)
                 for d in spec.shape[1:]
             ]
             dims[spec.name] = "x".join(str(d) for d in rest)

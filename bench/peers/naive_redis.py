@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -34,16 +35,12 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from bench.peers.naive_ort import providers
+from service.actions import ACTION_IDS, ACTIONS
 from service.runtime.manifest import read_manifest
-from service.servables.cvr import ACTION_IDS, CvrVersionConfig, PairInput, SeqEvent
 from service.servables.cvr import SERVABLE as CVR
+from service.servables.cvr import CvrVersionConfig, PairInput, SeqEvent
 from service.servables.intent import window_end
-from service.servables.intent_features import (
-    ACTIONS,
-    FeatureSpec,
-    build_features,
-    counts_from_events,
-)
+from service.servables.intent_features import FeatureSpec, build_features, counts_from_events
 from service.state import keys
 from service.state.store import SEP
 
@@ -75,6 +72,10 @@ class Graphs:
         sess = self.sessions[graph]
         names = [o.name for o in sess.get_outputs()]
         return dict(zip(names, sess.run(names, feed), strict=True))
+
+    async def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`service.servables.loaded.Loaded`'s call: here simply one run, on the event loop."""
+        return self.run(graph, dict(inputs))
 
 
 class Item(BaseModel):
@@ -176,7 +177,7 @@ def create_app(artifacts: Path, redis_url: str, threads: int = 1) -> FastAPI:
         @app.get("/v1/recommendations/{user_id}", response_model=Recommendations)
         async def recommend(user_id: str, k: int = 20) -> Recommendations:
             v, ts, _ = await r.hmget(keys.state("imn", "user", user_id), "v", "ts", "eid")
-            vec = init_user if v is None else np.frombuffer(v, dtype=np.float32)
+            vec = init_user if v is None else np.frombuffer(cast(bytes, v), dtype=np.float32)
             dt_user = max(time.time() - float(ts), 0.0) if ts is not None else 0.0
             out = imn.run(
                 "score",
@@ -204,8 +205,16 @@ def create_app(artifacts: Path, redis_url: str, threads: int = 1) -> FastAPI:
                 uk, ik = keys.state("imn", "user", e.user_id), keys.state("imn", "item", e.item_id)
                 u = await r.hmget(uk, "v", "ts")
                 i = await r.hmget(ik, "v", "ts")
-                user = init_user if u[0] is None else np.frombuffer(u[0], dtype=np.float32)
-                item = init_item if i[0] is None else np.frombuffer(i[0], dtype=np.float32)
+                user = (
+                    init_user
+                    if u[0] is None
+                    else np.frombuffer(cast(bytes, u[0]), dtype=np.float32)
+                )
+                item = (
+                    init_item
+                    if i[0] is None
+                    else np.frombuffer(cast(bytes, i[0]), dtype=np.float32)
+                )
                 dt_u = e.timestamp - float(u[1]) if u[1] is not None else 0.0
                 dt_i = e.timestamp - float(i[1]) if i[1] is not None else 0.0
                 features = np.zeros((1, len(ACTIONS)), dtype=np.float32)

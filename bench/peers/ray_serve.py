@@ -83,7 +83,7 @@ def build(
             feed = {k: np.asarray(v, dtype=self.dtypes[k]) for k, v in body["inputs"].items()}
             return JSONResponse({"outputs": await self.run(feed)})
 
-    return OnnxGraph.bind()
+    return OnnxGraph.bind()  # type: ignore[attr-defined]  # added by @serve.deployment
 
 
 def main(argv: list[str] | None = None) -> None:

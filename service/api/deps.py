@@ -6,13 +6,14 @@ here rather than reaching into `request.app.state` so that tests and type checks
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from service.config import Settings
 from service.errors import NotReady
 from service.runtime.registry import ModelRegistry
+from service.state.store import StateStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -25,20 +26,21 @@ def get_registry(request: Request) -> ModelRegistry:
     return registry
 
 
-def get_store(request: Request) -> Any:
+def get_store(request: Request) -> StateStore:
     """The state store; NotReady (503) when the app runs without Redis."""
-    store = getattr(request.app.state, "store", None)
+    store: StateStore | None = getattr(request.app.state, "store", None)
     if store is None:
         raise NotReady("no state store is connected", retry_after_s=5.0)
     return store
 
 
-def get_optional_store(request: Request) -> Any | None:
+def get_optional_store(request: Request) -> StateStore | None:
     """The state store or None (routes that can answer statelessly)."""
-    return getattr(request.app.state, "store", None)
+    store: StateStore | None = getattr(request.app.state, "store", None)
+    return store
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-StoreDep = Annotated[Any, Depends(get_store)]
-OptionalStoreDep = Annotated[Any | None, Depends(get_optional_store)]
+StoreDep = Annotated[StateStore, Depends(get_store)]
+OptionalStoreDep = Annotated[StateStore | None, Depends(get_optional_store)]

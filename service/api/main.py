@@ -18,7 +18,7 @@ import platform
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -43,6 +43,8 @@ from service.errors import StateStoreError
 from service.logs import REQUEST_ID, configure_logging
 from service.metrics import BUILD_INFO, REQUEST_LATENCY, REQUESTS_IN_FLIGHT
 from service.runtime.registry import ModelRegistry
+from service.servables import cvr, dinop, imn, intent, stmp
+from service.servables.wiring import WiringFactory
 from service.state.store import StateStore
 
 log = logging.getLogger("service.access")
@@ -92,7 +94,8 @@ class RequestContextMiddleware:
         self._latency: dict[tuple[str, str, int], Any] = {}
 
     def _request_id(self, scope: Scope) -> str:
-        for name, value in scope.get("headers") or ():
+        headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+        for name, value in headers:
             if name == _REQUEST_ID_BYTES:
                 text = value.decode("latin-1")
                 if _VALID_ID.match(text):
@@ -220,11 +223,6 @@ def _include_routers(app: FastAPI) -> None:
         module = importlib.import_module(module_name)
         app.include_router(module.router, responses=ERROR_RESPONSES)
         routers.append(module.router)
-        # A router whose servable needs per-app wiring (load hooks, state updaters) exposes
-        # `install(app)`; it runs once per app, before the lifespan loads any model.
-        install = getattr(module, "install", None)
-        if install is not None:
-            install(app)
     serve_hot_routes(app, routers)
     # Bodies the hot routes validate themselves (service.api.fast), listed in the schema.
     register_schemas(app, routers)
@@ -237,8 +235,36 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
-    """Build the app. `overrides` are Settings fields (`create_app(artifacts_dir=path)`)."""
+# The servables an app serves, as the routers are listed in `service.api.routes`: each one's
+# `wiring` says what it adds to the app beyond its routes (`service.servables.wiring`).
+SERVABLES: tuple[WiringFactory, ...] = (
+    imn.wiring,
+    intent.wiring,
+    cvr.wiring,
+    stmp.wiring,
+    dinop.wiring,
+)
+
+
+def wire_servables(app: FastAPI, servables: Sequence[WiringFactory]) -> None:
+    """Call each servable's wiring once and keep what it declares on this app."""
+    wirings = [wire(app.state) for wire in servables]
+    for w in wirings:
+        for hook in w.load_hooks:
+            app.state.registry.add_load_hook(w.model, hook)
+    app.state.servables = wirings
+    app.state.updaters = [u for w in wirings for u in w.updaters]
+    app.state.sales_hooks = [h for w in wirings for h in w.sales_hooks]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    servables: Sequence[WiringFactory] = SERVABLES,
+    **overrides: Any,
+) -> FastAPI:
+    """Build the app. `overrides` are Settings fields (`create_app(artifacts_dir=path)`);
+    `servables` the wirings it serves (default: all five)."""
     if settings is None:
         settings = Settings(**overrides)
     elif overrides:
@@ -296,7 +322,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     app.state.store = None
     app.state.draining = False
     app.state.in_flight = 0
-    app.state.updaters = []  # StateUpdaters of the events pipeline, added by servables
+    wire_servables(app, servables)
     install_error_handlers(app)
     _include_routers(app)
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)

@@ -21,7 +21,8 @@ from service.auth.scopes import required_scope
 
 
 def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers") or ():
+    headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+    for name, value in headers:
         if name == b"authorization":
             text = value.decode("latin-1")
             kind, _, token = text.partition(" ")

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from service.events.outcomes import BatchResult, EventOutcome
 from service.events.pipeline import EventPipeline
-from service.events.schema import ACTION_ALIASES, ACTIONS, MAX_EVENTS, Event, EventIn
+from service.events.schema import MAX_EVENTS, Event, EventIn
 from service.events.updater import StateUpdater
 from service.events.waves import make_waves
 
 __all__ = [
-    "ACTIONS",
-    "ACTION_ALIASES",
     "MAX_EVENTS",
     "BatchResult",
     "Event",

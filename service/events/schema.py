@@ -16,18 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from service.actions import ACTION_ALIASES
+
 MAX_EVENTS = 5_000  # per call: a full batch (~0.55 MB) parses in well under 100 ms
-ACTIONS: tuple[str, ...] = ("browse", "collect", "cart", "purchase")
-ACTION_ALIASES: dict[str, str] = {
-    **{a: a for a in ACTIONS},
-    "click": "browse",
-    "pv": "browse",
-    "view": "browse",
-    "fav": "collect",
-    "favorite": "collect",
-    "buy": "purchase",
-    "order": "purchase",
-}
 Status = Literal["applied", "duplicate", "rejected"]
 # No control characters (the unit separator U+001F joins sequence fields in Redis), no DEL,
 # no bidirectional controls (they make logs and dashboards show something else).

@@ -25,12 +25,21 @@ class StateUpdater(Protocol):
     item table) only ever holds states that are in Redis.
     """
 
-    model: str
-    user_dim: int
-    item_dim: int
-    # Sorted sets the store adds one to per applied event, for the event's item (a shared
-    # popularity fallback); empty when the model keeps none.
-    counters: Sequence[str]
+    # Read-only: a model's widths follow its loaded version, so an updater may compute them.
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def user_dim(self) -> int: ...
+
+    @property
+    def item_dim(self) -> int: ...
+
+    @property
+    def counters(self) -> Sequence[str]:
+        """Sorted sets the store adds one to per applied event, for the event's item (a
+        shared popularity fallback); empty when the model keeps none."""
+        ...
 
     def initial_user_state(self) -> np.ndarray: ...
 

@@ -7,7 +7,7 @@ No torch here. Per pair the servable
 2. takes the user's behaviour sequence from the request when carried there (stateless), or
    from the Redis sequence the `/v1/events` pipeline keeps;
 3. computes the same user / interaction fields as training with
-   `training.features.cvr.history_fields` (pure numpy), item fields from the artifact's
+   `service.servables.cvr_features.history_fields` (pure numpy), item fields from the artifact's
    item table (the snapshot at the end of its data window), context fields;
 4. sends all rows through the `score` graph in one call (the runtime micro-batches it with
    other requests). Prototypes and distances are constants inside that graph, so a
@@ -24,17 +24,14 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from service.actions import ACTION_IDS
 from service.errors import InvalidInput, NotReady
+from service.occasions import OCCASION_INDEX, OCCASIONS, OccasionCalendar
+from service.servables.cvr_features import FIELDS, FeatureSpec, context_fields, history_fields
 from service.servables.loaded import Loaded, per_version
 from service.servables.observe import observe_served
-from training.features.cvr import (
-    ACTION_IDS,
-    FIELDS,
-    FeatureSpec,
-    context_fields,
-    history_fields,
-)
-from training.occasions import OCCASION_INDEX, OCCASIONS, OccasionCalendar
+from service.servables.wiring import routes_only
+from service.state.store import StateStore
 
 MODEL = "cvr"
 GRAPH = "score"
@@ -245,7 +242,7 @@ class StoreSequences:
     the features never look further back than that.
     """
 
-    def __init__(self, store: Any, n: int | None = None) -> None:
+    def __init__(self, store: StateStore, n: int | None = None) -> None:
         self.store = store
         self.n = n
 
@@ -265,7 +262,7 @@ class StoreSequences:
         return out
 
 
-def sequence_source(store: Any) -> SequenceSource | None:
+def sequence_source(store: StateStore | None) -> SequenceSource | None:
     """The Redis-backed source, or None when the app runs without a state store."""
     if store is None:
         return None
@@ -275,3 +272,4 @@ def sequence_source(store: Any) -> SequenceSource | None:
 
 
 SERVABLE = CvrServable()
+wiring = routes_only(MODEL)  # nothing beyond its routes (`service.servables.wiring`)

@@ -32,14 +32,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from starlette.datastructures import State
 
 from service.errors import InvalidInput, NotFound, NotReady
+from service.runtime.registry import ModelRegistry
 from service.servables.dinop_features import DinopFeatures
-from service.servables.loaded import per_version
+from service.servables.loaded import Loaded, per_version
 from service.servables.observe import observe_served
 from service.servables.stmp import StoreSalesHistory
+from service.servables.wiring import Wiring
 from service.state import keys
-from service.state.store import CasOutcome, VersionedState
+from service.state.store import CasOutcome, StateStore, VersionedState
 
 log = logging.getLogger(__name__)
 MODEL = "dinop"
@@ -80,7 +83,7 @@ class Tables(DinopFeatures):
         return 2 * self.hidden + 2 + self.sii_dim + self.sis_dim + self.du_dim + 1
 
     @classmethod
-    def from_loaded(cls, loaded: Any) -> Tables:
+    def from_loaded(cls, loaded: Loaded) -> Tables:
         config = loaded.manifest.config
         act_spec = next(
             (t for t in loaded.manifest.graphs["forecast"].inputs if t.name == "act"), None
@@ -130,15 +133,15 @@ def _ts_date(ts: float) -> dt.date:
 class DinopServable:
     """Request logic around the `step`, `forecast` and `bop` graphs."""
 
-    def tables(self, loaded: Any) -> Tables:
+    def tables(self, loaded: Loaded) -> Tables:
         return per_version(loaded, "dinop.tables", Tables.from_loaded)
 
     # ---- promotions ------------------------------------------------------------------------
-    async def register(self, store: Any, promo: Promotion) -> None:
+    async def register(self, store: StateStore, promo: Promotion) -> None:
         value = json.dumps({"type": promo.type, "date": promo.date.isoformat()})
         await store.execute("dinop_promotions", "HSET", PROMOTIONS_KEY, promo.key, value)
 
-    async def promotions(self, store: Any) -> list[Promotion]:
+    async def promotions(self, store: StateStore) -> list[Promotion]:
         flat = await store.execute("dinop_promotions", "HGETALL", PROMOTIONS_KEY)
         out = []
         for value in (flat or [])[1::2]:
@@ -235,8 +238,8 @@ class DinopServable:
 
     async def advance(
         self,
-        loaded: Any,
-        store: Any,
+        loaded: Loaded,
+        store: StateStore,
         promo: Promotion,
         items: Sequence[tuple[str, str]],
     ) -> dict[tuple[str, str], ItemState]:
@@ -295,7 +298,7 @@ class DinopServable:
 
     async def _fold(
         self,
-        loaded: Any,
+        loaded: Loaded,
         tb: Tables,
         history: StoreSalesHistory,
         promo: Promotion,
@@ -376,13 +379,14 @@ class DinopServable:
                     value = ext[k][c]
                     break
             values.append(value)
-        return tb.du_norm(np.asarray(values, dtype=np.float64)[None, :])[0]
+        row: np.ndarray = tb.du_norm(np.asarray(values, dtype=np.float64)[None, :])[0]
+        return row
 
     # ---- requests --------------------------------------------------------------------------
     async def forecast(
         self,
-        loaded: Any,
-        store: Any,
+        loaded: Loaded,
+        store: StateStore,
         promo: Promotion,
         items: Sequence[tuple[str, str]],
         activity: Sequence[float] | None,
@@ -440,8 +444,8 @@ class DinopServable:
 
     async def buy_through_promotion(
         self,
-        loaded: Any,
-        store: Any,
+        loaded: Loaded,
+        store: StateStore,
         promo: Promotion,
         pairs: Sequence[tuple[str, str, str, Sequence[float]]],
     ) -> list[float]:
@@ -451,7 +455,9 @@ class DinopServable:
         if "bop" not in tb.tasks:
             raise NotFound("trained task of the loaded dinop version", "bop")
         user_spec = next(t for t in loaded.manifest.graphs["bop"].inputs if t.name == "user")
-        user_dim = int(user_spec.shape[-1])
+        user_dim = user_spec.shape[-1]
+        if not isinstance(user_dim, int):
+            raise NotReady("the loaded dinop version has no fixed user feature width")
         for i, (_, _, _, feats) in enumerate(pairs):
             if len(feats) != user_dim:
                 raise InvalidInput(f"pairs.{i}.user_features", f"needs {user_dim} values")
@@ -477,9 +483,13 @@ class DinopServable:
         )
         return [float(x) for x in out["bop"]]
 
-    async def on_sales(self, records: Sequence[Any], registry: Any, store: Any) -> None:
+    async def on_sales(
+        self, records: Sequence[Any], registry: ModelRegistry, store: StateStore | None
+    ) -> None:
         """`POST /v1/sales` hook: advance the states of every item whose new period lies in a
         registered promotion's pre-sale window."""
+        if store is None:  # the sales route refuses without a store; nothing to advance
+            return
         try:
             loaded = registry.get(MODEL)
         except NotReady:
@@ -494,3 +504,8 @@ class DinopServable:
 
 
 SERVABLE = DinopServable()
+
+
+def wiring(state: State) -> Wiring:
+    """DINOP advances item states when `POST /v1/sales` brings a pre-sale period."""
+    return Wiring(MODEL, sales_hooks=(SERVABLE.on_sales,))

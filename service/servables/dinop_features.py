@@ -19,7 +19,8 @@ import numpy as np
 
 def slog(x: np.ndarray) -> np.ndarray:
     """Signed log1p: keeps the sign of returns and tames the heavy sales tail."""
-    return np.sign(x) * np.log1p(np.abs(x))
+    out: np.ndarray = np.sign(x) * np.log1p(np.abs(x))
+    return out
 
 
 def one_hot(value: str, vocab: list[str]) -> np.ndarray:
@@ -60,11 +61,13 @@ class DinopFeatures:
 
     def gmv_target(self, gmv: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """GMV in units of the item's usual level, z-scored (what the GMV head predicts)."""
-        return (gmv / np.maximum(scale, self.scale_floor) - self.gmv_mean) / self.gmv_std
+        z: np.ndarray = (gmv / np.maximum(scale, self.scale_floor) - self.gmv_mean) / self.gmv_std
+        return z
 
     def gmv_from(self, z: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Back to currency units."""
-        return (z * self.gmv_std + self.gmv_mean) * np.maximum(scale, self.scale_floor)
+        gmv: np.ndarray = (z * self.gmv_std + self.gmv_mean) * np.maximum(scale, self.scale_floor)
+        return gmv
 
     @property
     def dis_dim(self) -> int:
@@ -110,7 +113,8 @@ class DinopFeatures:
         if not self.du_columns:
             return np.zeros((*du.shape[:-1], 1))
         mean, std = np.asarray(self.du_mean), np.asarray(self.du_std)
-        return np.nan_to_num((du - mean) / std, nan=0.0)
+        normed: np.ndarray = np.nan_to_num((du - mean) / std, nan=0.0)
+        return normed
 
     def sii_row(
         self, region: str, category: str, static: Mapping[str, Any], promo: str

@@ -35,16 +35,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from starlette.datastructures import State
 
+from service.actions import ACTIONS
 from service.errors import InvalidInput, NotReady
+from service.runtime.registry import LoadedModel, ModelRegistry
+from service.servables.loaded import Loaded
 from service.servables.observe import observe_served
+from service.servables.wiring import Wiring
 from service.state import keys
+from service.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
 MODEL = "imn"
 REFRESH_S = 5.0
-ACTIONS: tuple[str, ...] = ("browse", "collect", "cart", "purchase")
 
 
 @dataclass
@@ -77,7 +82,7 @@ class IMNTables:
         return order + 1, counts[order]
 
 
-def build_tables(loaded: Any) -> IMNTables:
+def build_tables(loaded: LoadedModel) -> IMNTables:
     """Read the artifact's files into an `IMNTables` and bind the table to the score graph."""
     cfg = loaded.manifest.config
     dim = int(cfg["embed_dim"])
@@ -108,19 +113,19 @@ def build_tables(loaded: Any) -> IMNTables:
     return tables
 
 
-def tables_of(loaded: Any) -> IMNTables:
+def tables_of(loaded: Loaded) -> IMNTables:
     tables = loaded.state.get(MODEL)
-    if tables is None:
+    if not isinstance(tables, IMNTables):
         raise NotReady("imn tables are not built for this version yet")
     return tables
 
 
-def popularity_key(loaded: Any) -> str:
+def popularity_key(loaded: Loaded) -> str:
     """The version's shared popularity counts in Redis (`StateStore.seed_counts`)."""
     return keys.popularity(MODEL, loaded.version)
 
 
-async def refresh_from_store(loaded: Any, store: Any) -> int:
+async def refresh_from_store(loaded: LoadedModel, store: StateStore) -> int:
     """Overlay the item states stored in Redis onto the in-memory table, and make sure the
     version's shared popularity counts start from the artifact's; returns rows set."""
     tables = tables_of(loaded)
@@ -145,7 +150,7 @@ class IMNUpdater:
 
     model = MODEL
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
 
     @property
@@ -157,23 +162,14 @@ class IMNUpdater:
         loaded = self.registry.get(MODEL)
         return loaded, tables_of(loaded)
 
-    # Widths follow the loaded version; the protocol declares plain attributes, so the
-    # setters exist only to satisfy it and refuse to change what the version defines.
+    # Widths follow the loaded version.
     @property
     def user_dim(self) -> int:
         return 2 * self._tables()[1].dim + 2
 
-    @user_dim.setter
-    def user_dim(self, value: int) -> None:
-        raise AttributeError("user_dim is defined by the loaded IMN version")
-
     @property
     def item_dim(self) -> int:
         return self._tables()[1].dim
-
-    @item_dim.setter
-    def item_dim(self, value: int) -> None:
-        raise AttributeError("item_dim is defined by the loaded IMN version")
 
     def initial_user_state(self) -> np.ndarray:
         return self._tables()[1].init_user
@@ -239,7 +235,7 @@ class Recommendation:
 
 
 async def recommend(
-    loaded: Any, store: Any | None, user_id: str, k: int, at: float | None = None
+    loaded: LoadedModel, store: StateStore | None, user_id: str, k: int, at: float | None = None
 ) -> Recommendation:
     """Top-k next items for `user_id` at time `at` (default now), popularity if no state."""
     t = tables_of(loaded)
@@ -280,7 +276,9 @@ async def recommend(
     )
 
 
-async def _popular(loaded: Any, store: Any | None, t: IMNTables, k: int) -> list[tuple[str, float]]:
+async def _popular(
+    loaded: Loaded, store: StateStore | None, t: IMNTables, k: int
+) -> list[tuple[str, float]]:
     """The k most interacted-with items: the counts every replica shares in Redis (artifact
     counts plus applied events), or the artifact's own without a store."""
     shared = await store.top_counts(popularity_key(loaded), k) if store is not None else []
@@ -292,7 +290,7 @@ async def _popular(loaded: Any, store: Any | None, t: IMNTables, k: int) -> list
     return (shared + [(i, c) for i, c in rest if i not in seen])[:k]
 
 
-def _maybe_refresh(loaded: Any, store: Any, t: IMNTables) -> None:
+def _maybe_refresh(loaded: LoadedModel, store: StateStore, t: IMNTables) -> None:
     """Start a background re-read of the item states when the last one is `REFRESH_S` old."""
     if t.refreshing is not None and not t.refreshing.done():
         return
@@ -309,18 +307,16 @@ def _maybe_refresh(loaded: Any, store: Any, t: IMNTables) -> None:
     t.refreshing = asyncio.get_running_loop().create_task(run())
 
 
-def install(app: Any) -> None:
-    """Register the load hook (tables + shared input) and add IMN's state updater to the
-    app's events pipeline (`app.state.updaters`)."""
-    registry = app.state.registry
+def wiring(state: State) -> Wiring:
+    """IMN binds its item table (from the artifact, overlaid with Redis) when a version
+    loads, and updates user and item states on every accepted event."""
 
-    async def on_load(loaded: Any) -> None:
+    async def on_load(loaded: LoadedModel) -> None:
         tables = build_tables(loaded)
         loaded.state[MODEL] = tables
-        store = getattr(app.state, "store", None)
+        store = getattr(state, "store", None)  # connected by the lifespan, maybe later
         if store is not None:
             n = await refresh_from_store(loaded, store)
             log.info("imn item table loaded", extra={"from_redis": n, "items": len(tables.items)})
 
-    registry.add_load_hook(MODEL, on_load)
-    app.state.updaters.append(IMNUpdater(registry))
+    return Wiring(MODEL, load_hooks=(on_load,), updaters=(IMNUpdater(state.registry),))

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from service.actions import ACTIONS
 from service.errors import InvalidInput, NotReady
 from service.servables.intent_features import (
-    ACTIONS,
     N_ACTIONS,
     FeatureSpec,
     build_features,
@@ -34,6 +34,8 @@ from service.servables.intent_features import (
 )
 from service.servables.loaded import Loaded, per_version
 from service.servables.observe import observe_served
+from service.servables.wiring import routes_only
+from service.state.store import StateStore
 
 MODEL = "intent"
 GRAPH = "score"
@@ -222,6 +224,7 @@ class IntentServable:
 
 
 SERVABLE = IntentServable()
+wiring = routes_only(MODEL)  # nothing beyond its routes (`service.servables.wiring`)
 
 
 class StoreCounts:
@@ -240,7 +243,7 @@ class StoreCounts:
     otherwise the deployment is misconfigured and the call is refused with NotReady.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: StateStore) -> None:
         self.store = store
 
     async def counts(self, user_ids: Sequence[str], cut_ts: int, spec: FeatureSpec) -> np.ndarray:
@@ -251,26 +254,36 @@ class StoreCounts:
         n = len(user_ids)
         start = cut_ts - spec.window * big
         seqs = await self.store.sequences(list(user_ids))
+        # Every user's kept events as flat columns (one array op per column, not a Python
+        # step per event): the row each belongs to, its time and its action's index.
         index = {a: i for i, a in enumerate(ACTIONS)}
-        u_idx: list[int] = []
-        ts: list[int] = []
-        act: list[int] = []
+        lengths = np.fromiter((len(seq) for seq in seqs), dtype=np.int64, count=n)
+        rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        stamps = (
+            np.concatenate([np.asarray(seq.timestamps, dtype=np.float64) for seq in seqs])
+            if n
+            else np.zeros(0)
+        )
+        codes = np.fromiter(
+            (index.get(a, -1) for seq in seqs for a in seq.actions),
+            dtype=np.int64,
+            count=int(lengths.sum()),
+        )
+        boundary = np.full(n, float(start))
         older: list[tuple[int, int]] = []  # (row, end of the part read from bucket counts)
+        full = int(self.store.sequence_max)
         for row, seq in enumerate(seqs):
-            stamps = np.asarray(seq.timestamps, dtype=np.float64)
-            boundary = start
-            if len(seq) >= int(self.store.sequence_max) and len(stamps) and stamps.min() > start:
-                boundary = min(int(stamps.min() // g + 1) * g, cut_ts)
-                older.append((row, boundary))
-            for when, action in zip(stamps.tolist(), seq.actions, strict=True):
-                if boundary <= when < cut_ts and action in index:
-                    u_idx.append(row)
-                    ts.append(int(when))
-                    act.append(index[action])
+            if len(seq) >= full and len(seq):
+                first = float(np.min(seq.timestamps))
+                if first > start:
+                    boundary[row] = min(int(first // g + 1) * g, cut_ts)
+                    older.append((row, int(boundary[row])))
+        keep = (stamps >= boundary[rows]) & (stamps < cut_ts) & (codes >= 0)
+        u_idx, ts, act = rows[keep], stamps[keep].astype(np.int64), codes[keep]
         out = counts_from_events(
-            np.asarray(u_idx, dtype=np.int64),
-            np.asarray(ts, dtype=np.int64),
-            np.asarray(act, dtype=np.int64),
+            u_idx,
+            ts,
+            act,
             np.full(n, cut_ts, dtype=np.int64),
             n,
             spec,
@@ -286,7 +299,7 @@ class StoreCounts:
         return out
 
 
-def count_source(store: Any) -> CountSource | None:
+def count_source(store: StateStore | None) -> CountSource | None:
     """The Redis-backed count source, or None when the app runs without a state store."""
     if store is None:
         return None

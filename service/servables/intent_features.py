@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-# Funnel order, as in training.schemas.ACTIONS (not imported: the service must not need training).
-ACTIONS: tuple[str, ...] = ("browse", "collect", "cart", "purchase")
+from service.actions import ACTIONS
+
 N_ACTIONS = len(ACTIONS)
 
 _LOG2_BINS = 12  # counts 0, 1, 2-3, 4-7, ... , >= 1024
@@ -106,7 +106,8 @@ def _max_streak(active: np.ndarray) -> np.ndarray:
         return np.zeros(active.shape[0], dtype=np.int64)
     total = np.cumsum(active, axis=1, dtype=np.int64)
     at_gap = np.maximum.accumulate(np.where(active, 0, total), axis=1)
-    return (total - at_gap).max(axis=1)
+    longest: np.ndarray = (total - at_gap).max(axis=1)
+    return longest
 
 
 def counts_from_events(

@@ -1,8 +1,9 @@
 """What a servable needs of a loaded model version, as a Protocol.
 
 Servables depend on this slice rather than on `service.runtime.registry.LoadedModel`, so the
-benchmarks can hand them a bare ONNX Runtime wrapper (`bench.common.OrtLoaded`) and measure
-the model work without the registry and its micro-batcher.
+benchmarks and tests can hand them a bare ONNX Runtime wrapper
+(`service.runtime.direct.DirectLoaded`) and measure or check the model work without the
+registry and its micro-batcher.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from service.runtime.manifest import Manifest
+
 
 class Loaded(Protocol):
     """The slice of `service.runtime.registry.LoadedModel` a servable uses."""
 
     version: str
     path: Path
-    manifest: Any
+    manifest: Manifest
     state: dict[str, Any]  # per-version objects servables derive (tables, configs)
 
     async def infer(

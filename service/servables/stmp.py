@@ -33,6 +33,8 @@ import numpy as np
 
 from service.errors import InvalidInput, NotFound
 from service.servables.loaded import Loaded, per_version
+from service.servables.wiring import routes_only
+from service.state.store import StateStore
 
 MODEL = "stmp"
 DEFAULT_SAMPLES = 200  # predictive samples per period; fixed so the batcher can concatenate
@@ -527,7 +529,7 @@ def external_history_name(factor: str) -> str:
 class StoreSalesHistory:
     """`SalesHistory` over `service.state.store.StateStore`'s bounded region histories."""
 
-    def __init__(self, store: Any, version: str = "", limit: int = HISTORY_LIMIT) -> None:
+    def __init__(self, store: StateStore, version: str = "", limit: int = HISTORY_LIMIT) -> None:
         self.store = store
         self.version = version
         self.limit = limit
@@ -611,3 +613,4 @@ class StoreSalesHistory:
 
 
 SERVABLE = STMPServable()  # one per process; caches each version's tables
+wiring = routes_only(MODEL)  # nothing beyond its routes (`service.servables.wiring`)

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from prometheus_client.metrics import Histogram
 
+from service.actions import ACTIONS
 from service.errors import InvalidInput, StateStoreError
 from service.metrics import REDIS_ERRORS, REDIS_LATENCY
 from service.state import keys, scripts
@@ -41,7 +42,6 @@ from service.state.resp import Command, ReplyError
 
 T = TypeVar("T")
 
-ACTIONS: tuple[str, ...] = ("browse", "collect", "cart", "purchase")
 VECTOR_DTYPE = np.dtype("<f4")
 SEP = "\x1f"  # unit separator between sequence entry fields; ids may not contain it
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss", "valkey+cluster": "redis"}

@@ -35,8 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from service.actions import ACTIONS
 from service.errors import InvalidInput
-from training.schemas import ACTIONS, EVENT_COLUMNS, EventLog, ImportReport, sha256_of
+from training.schemas import EVENT_COLUMNS, EventLog, ImportReport, sha256_of
 
 CHUNK_ROWS = 500_000
 _IGNORED_NAMES = {"readme", "readme.md", "readme.txt", "license", "sha256sums"}

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from service.calendar import ORDINARY
 from training.adapters.common import (
     DataError,
     expand_paths,
@@ -35,7 +36,7 @@ from training.adapters.common import (
     sniff,
     to_float,
 )
-from training.calendar import ORDINARY, m5_day_type
+from training.calendar import m5_day_type
 from training.schemas import SALES_COLUMNS, ImportReport, SalesData, sha256_of
 
 FORMAT = "m5"

@@ -36,7 +36,7 @@ the Christmas week (its last-orders days) does. Only weeks the file covers from 
 Sunday are kept (the partial first and last week would look like slumps); a series is
 zero-filled from its first week on, over the weeks in which the shop sold anything. Day
 types: the week holding Black Friday, Cyber Monday or Christmas (`FESTIVALS`, dates from
-`training.calendar`) is tagged with it; the Chinese festivals and US-only holidays of the
+`service.calendar`) is tagged with it; the Chinese festivals and US-only holidays of the
 calendar are not occasions for a UK retailer. No external or static factors: the data
 holds none that are known before the week.
 
@@ -63,6 +63,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from service.calendar import week_day_type
 from training.adapters.common import (
     DataError,
     Sniffed,
@@ -76,7 +77,6 @@ from training.adapters.common import (
     sniff,
     to_float,
 )
-from training.calendar import week_day_type
 from training.schemas import SALES_COLUMNS, EventLog, ImportReport, SalesData, sha256_of
 
 FORMAT = "online_retail"

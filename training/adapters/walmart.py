@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from service.calendar import ORDINARY
 from training.adapters.common import DataError, expand_paths, read_rows, read_small_csv, sniff
-from training.calendar import ORDINARY, walmart_day_type
+from training.calendar import walmart_day_type
 from training.schemas import SALES_COLUMNS, ImportReport, SalesData, sha256_of
 
 FORMAT = "walmart"

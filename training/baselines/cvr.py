@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from models.base import Batch
 from models.metacvr import BaseCVR, CvrEmbeddings, MetaCVRConfig
-from training.features.cvr import FIELDS, CvrSamples
+from service.servables.cvr_features import FIELDS
+from training.features.cvr import CvrSamples
 
 ID_FIELDS = ("user", "item", "category")
 

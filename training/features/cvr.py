@@ -17,8 +17,9 @@ boundaries into buckets, as Sec. III-C does):
 - context: occasion (BP/DP/AP/NP), day of week, hour, time since the user's previous event.
 
 User and interaction features come from the user's recent events only, through
-`history_fields`, a numpy function the servable calls on the Redis behaviour sequence, so
-training and serving compute them the same way. Item features at serving time are the
+`service.servables.cvr_features.history_fields` (the fields, their buckets and that function
+live on the serving side, which calls it on the Redis behaviour sequence), so training and
+serving compute them the same way. Item features at serving time are the
 snapshot at the end of the training data (a per-version table in the artifact).
 """
 
@@ -27,146 +28,26 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from service.actions import ACTION_IDS
 from service.errors import InvalidInput
+from service.servables.cvr_features import (
+    FIELD_INDEX,
+    FIELDS,
+    FeatureSpec,
+    context_fields,
+    count_bucket,
+    history_fields,
+    rate_bucket,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from training.occasions import OccasionCalendar
-
-ACTION_IDS: dict[str, int] = {"browse": 1, "collect": 2, "cart": 3, "purchase": 4}  # 0 = pad
-
-FIELDS: tuple[str, ...] = (
-    "user", "item", "category",  # ids (vocabularies, 0 = unknown)
-    "u_events", "u_clicks", "u_buys", "u_cvr",  # user
-    "i_clicks", "i_buys", "i_cvr",  # item
-    "ui_clicks", "ui_deep", "ui_bought", "uc_clicks", "uc_buys",  # user-item interaction
-    "occasion", "dow", "hour", "recency",  # context
-)  # fmt: skip
-FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELDS)}
-#: Groups for the model's embeddings (paper: e_u, e_i, e_ui, e_c).
-GROUPS: dict[str, tuple[int, ...]] = {
-    "user": (0, 3, 4, 5, 6),
-    "item": (1, 2, 7, 8, 9),
-    "inter": (10, 11, 12, 13, 14),
-    "ctx": (15, 16, 17, 18),
-}
-COUNT_BUCKETS = 12  # 0, then 1 + floor(log2(n)) capped
-RATE_BUCKETS = 12  # 0 = no clicks, then 1 + floor(10 * rate) (rate 1.0 -> 11)
-RECENCY_BUCKETS = 16  # 0 = no previous event, then 1 + floor(log2(1 + hours)) capped
-
-
-def count_bucket(n: np.ndarray | float) -> np.ndarray:
-    """0 for zero; 1 + floor(log2 n) otherwise, capped: counts span orders of magnitude."""
-    arr = np.asarray(n, dtype=np.float64)
-    out = np.where(arr > 0, 1 + np.floor(np.log2(np.maximum(arr, 1.0))), 0)
-    return np.minimum(out, COUNT_BUCKETS - 1).astype(np.int64)
-
-
-def rate_bucket(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
-    numa = np.asarray(num, dtype=np.float64)
-    dena = np.asarray(den, dtype=np.float64)
-    rate = np.clip(numa / np.maximum(dena, 1.0), 0.0, 1.0)
-    return np.where(dena > 0, 1 + np.floor(10 * rate), 0).astype(np.int64)
-
-
-def recency_bucket(seconds: np.ndarray | float) -> np.ndarray:
-    sec = np.asarray(seconds, dtype=np.float64)
-    out = np.where(sec >= 0, 1 + np.floor(np.log2(1.0 + np.maximum(sec, 0) / 3600.0)), 0)
-    return np.minimum(out, RECENCY_BUCKETS - 1).astype(np.int64)
-
-
-def count_bucket_int(n: int) -> int:
-    """Scalar `count_bucket` for a non-negative integer count (1 + floor(log2 n) = bit length)."""
-    return min(int(n).bit_length(), COUNT_BUCKETS - 1) if n > 0 else 0
-
-
-def rate_bucket_int(num: int, den: int) -> int:
-    """Scalar `rate_bucket`, the same float arithmetic without numpy's per-call overhead."""
-    if den <= 0:
-        return 0
-    rate = min(max(num / max(den, 1.0), 0.0), 1.0)
-    return 1 + math.floor(10 * rate)
-
-
-def recency_bucket_int(seconds: int) -> int:
-    """Scalar `recency_bucket`."""
-    if seconds < 0:
-        return 0
-    return min(1 + math.floor(math.log2(1.0 + seconds / 3600.0)), RECENCY_BUCKETS - 1)
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    seq_len: int = 20  # behaviour sequence length fed to the attention
-    stats_window: int = 100  # user/interaction statistics use this many most recent events
-
-    def cardinalities(self, n_users: int, n_items: int, n_cats: int) -> list[int]:
-        """Embedding table sizes per field (vocab sizes include the 0 = unknown row)."""
-        sizes = {
-            "user": n_users,
-            "item": n_items,
-            "category": n_cats,
-            "u_cvr": RATE_BUCKETS,
-            "i_cvr": RATE_BUCKETS,
-            "occasion": 4,
-            "dow": 7,
-            "hour": 24,
-            "recency": RECENCY_BUCKETS,
-        }
-        return [sizes.get(name, COUNT_BUCKETS) for name in FIELDS]
-
-
-def history_fields(
-    hist_items: np.ndarray,
-    hist_cats: np.ndarray,
-    hist_actions: np.ndarray,
-    hist_ts: np.ndarray,
-    item: Any,
-    category: Any,
-    ts: int,
-    spec: FeatureSpec,
-) -> tuple[dict[str, int], slice]:
-    """User + interaction fields from the user's events before `ts` (oldest first).
-
-    `hist_*` must already be restricted to events strictly before the click. Items and
-    categories may be raw ids or codes; only equality with `item`/`category` is used.
-    Returns the field values and the slice of the history that forms the sequence.
-    """
-    n = len(hist_actions)
-    lo = max(0, n - spec.stats_window)
-    acts = hist_actions[lo:]
-    items = hist_items[lo:]
-    cats = hist_cats[lo:]
-    clicks = acts == ACTION_IDS["browse"]
-    buys = acts == ACTION_IDS["purchase"]
-    deep = (acts == ACTION_IDS["collect"]) | (acts == ACTION_IDS["cart"])
-    same_item = items == item
-    same_cat = cats == category
-    n_clicks, n_buys = int(clicks.sum()), int(buys.sum())
-    values = {
-        "u_events": count_bucket_int(len(acts)),
-        "u_clicks": count_bucket_int(n_clicks),
-        "u_buys": count_bucket_int(n_buys),
-        "u_cvr": rate_bucket_int(n_buys, n_clicks),
-        "ui_clicks": count_bucket_int(int((clicks & same_item).sum())),
-        "ui_deep": count_bucket_int(int((deep & same_item).sum())),
-        "ui_bought": count_bucket_int(int((buys & same_item).sum())),
-        "uc_clicks": count_bucket_int(int((clicks & same_cat).sum())),
-        "uc_buys": count_bucket_int(int((buys & same_cat).sum())),
-        "recency": recency_bucket_int(ts - int(hist_ts[-1])) if n else 0,
-    }
-    return values, slice(max(0, n - spec.seq_len), n)
-
-
-def context_fields(ts: int, occasion: int) -> dict[str, int]:
-    """Day of week (Monday = 0) and hour in UTC, like the canonical `ts`."""
-    day = ts // 86400
-    return {"occasion": int(occasion), "dow": int((day + 3) % 7), "hour": int((ts % 86400) // 3600)}
+    from service.occasions import OccasionCalendar
 
 
 @dataclass
@@ -480,7 +361,7 @@ def promo_click_log(
 
     import pandas as pd
 
-    from training.occasions import OccasionCalendar, Promotion
+    from service.occasions import OccasionCalendar, Promotion
 
     rng = np.random.default_rng(seed)
     calendar = OccasionCalendar(

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from service.actions import ACTIONS
 from service.servables.dinop_features import DinopFeatures as Featurizer
 from training.schemas import SalesData
 
@@ -333,7 +334,6 @@ def tensors(f: Featurizer, ps: PromoSet) -> dict[str, np.ndarray]:
 
 
 # ---- BOP on an event log (buy-through-promotion) ------------------------------------------
-ACTIONS: tuple[str, ...] = ("browse", "collect", "cart", "purchase")
 CATEGORY_BUCKETS = 32
 
 

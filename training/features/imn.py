@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.schemas import ACTIONS
+from service.actions import ACTIONS
 
 UNKNOWN = 0  # vocabulary index of an id not seen in training (users and items)
 

@@ -138,7 +138,7 @@ def reliability(
     `<results dir>/<file>` with `--plot`."""
     curves = {name: reliability_curve(labels, p).to_dict() for name, p in predictions.items()}
     if getattr(args, "plot", False):
-        from bench.plots import plot_reliability
+        from training.plots.curves import plot_reliability
 
         plot_reliability(curves, Path(args.results_dir) / file, title=title, event=event)
     return curves

@@ -38,17 +38,16 @@ from torch import nn
 
 from models.metacvr import DISTANCES, BaseCVR, MetaCVR, MetaCVRConfig
 from service.errors import InvalidInput
+from service.occasions import OCCASIONS, OccasionCalendar, default_calendar, parse_promotion
 from service.runtime.manifest import DataWindow
+from service.servables.cvr_features import FIELDS, GROUPS, FeatureSpec
 from training import distributed
 from training.artifacts import write_artifact
 from training.baselines.cvr import LightGBMRecent
 from training.comparison import validation_summary
 from training.features.cvr import (
-    FIELDS,
-    GROUPS,
     CvrSamples,
     DaySplit,
-    FeatureSpec,
     Vocab,
     build_samples,
     chronological_split,
@@ -60,12 +59,6 @@ from training.features.cvr import (
 from training.jobs.common import add_common_arguments, budget, dataset_name, set_threads
 from training.loop import Budget, FitReport, fit, minibatch_epoch, seed_everything
 from training.metrics import auc, log_loss
-from training.occasions import (
-    OCCASIONS,
-    OccasionCalendar,
-    default_calendar,
-    parse_promotion,
-)
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from service.occasions import OCCASIONS
 from training.baselines.cvr import EsmmCVR
 from training.comparison import Role
 from training.features.cvr import CvrSamples
@@ -39,7 +40,6 @@ from training.jobs.common import (
 )
 from training.loop import FitReport
 from training.metrics import AucScorer
-from training.occasions import OCCASIONS
 from training.reporting import write_accuracy
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from models.imn import IMNConfig, IMNNet
+from service.actions import ACTIONS
 from service.runtime.manifest import DataWindow
 from training.artifacts import write_artifact
 from training.baselines.nextitem import LastItemCooccurrence, Popularity, RankingMetrics
@@ -426,7 +427,7 @@ def build_artifact(
             metrics=metrics,
             config={
                 **model.config.to_dict(),
-                "actions": ["browse", "collect", "cart", "purchase"],
+                "actions": list(ACTIONS),
                 "state_dims": {"user": 2 * model.config.embed_dim, "item": model.config.embed_dim},
             },
             extra_files={

@@ -169,7 +169,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         **record_kwargs,
     )
     if getattr(args, "plot", False):
-        from bench.plots import plot_recall_curves
+        from training.plots.curves import plot_recall_curves
 
         plot_recall_curves(
             curves,

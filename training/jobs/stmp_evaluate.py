@@ -213,7 +213,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         **record_kwargs,
     )
     if getattr(args, "plot", False):
-        from bench.stmp_plot import plot_festivals, plot_few_shot, plot_forecasts
+        from training.plots.stmp import plot_festivals, plot_few_shot, plot_forecasts
 
         out = Path(args.results_dir)
         if "few_shot" in extra:

@@ -1,5 +1,11 @@
 """`POST /v1/events`: apply a batch of behaviour events to the online state.
 
+Every accepted event extends its user's behaviour sequence and action counts (read by the
+intent and CVR servables) and runs the state updaters of the app's servables
+(`app.state.updaters`, declared in each servable's `wiring`): with the default servables,
+IMN's user and item state update (`service.servables.imn.IMNUpdater`, the `update` graph).
+The answer's `models` lists the updaters that ran.
+
 A hot route (`service.api.fast`): the body is validated from its bytes, the answer is bytes.
 """
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from service.api.fast import HotRouter
+from service.state.store import StateStore
 
 router = HotRouter(tags=["health"])
 
@@ -32,7 +33,7 @@ async def health_live(request: Request) -> Response:
     return Response(LIVE, media_type="application/json")
 
 
-async def _redis_check(store: Any) -> tuple[bool, str]:
+async def _redis_check(store: StateStore | None) -> tuple[bool, str]:
     if store is None:
         return False, "no state store connected"
     try:

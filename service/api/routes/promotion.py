@@ -12,7 +12,6 @@ from fastapi import Request, Response
 
 from service.api.deps import RegistryDep, StoreDep, get_store
 from service.api.fast import HotRouter, body_as, json_response
-from service.api.routes.sales import SALES_INGEST_HOOKS
 from service.api.schemas.promotion import (
     BuyThroughRequest,
     BuyThroughResponse,
@@ -26,9 +25,6 @@ from service.api.schemas.promotion import (
 from service.servables.dinop import MODEL, SERVABLE, Promotion
 
 router = HotRouter(tags=["promotion"])
-
-if SERVABLE.on_sales not in SALES_INGEST_HOOKS:
-    SALES_INGEST_HOOKS.append(SERVABLE.on_sales)
 
 
 def _promotion(ref: PromotionRef) -> Promotion:

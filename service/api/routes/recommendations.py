@@ -19,11 +19,9 @@ from service.api.fast import (
 from service.api.schemas.recommendations import RecommendationResponse
 from service.api.schemas.types import ID_PATTERN
 from service.errors import InvalidInput
-from service.servables.imn import MODEL, install, recommend
+from service.servables.imn import MODEL, recommend
 
 router = HotRouter(tags=["recommendations"])
-
-__all__ = ["install", "router"]
 
 MAX_ID = 128
 VALID_ID = re.compile(ID_PATTERN)

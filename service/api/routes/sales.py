@@ -2,17 +2,15 @@
 
 The history is shared by every model that forecasts from sales: STMP refreshes the region's
 task representation here, and other servables (DINOP advances item states from the same
-ingestion) register a hook in `SALES_INGEST_HOOKS`; each hook gets the accepted records
-after they are stored.
+ingestion) declare a sales hook in their wiring (`service.servables.wiring`); the app holds
+them in `app.state.sales_hooks` and each gets the accepted records after they are stored.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.api.deps import RegistryDep, StoreDep
 from service.api.schemas.forecast import (
@@ -22,17 +20,13 @@ from service.api.schemas.forecast import (
     SalesRecord,
 )
 from service.errors import NotReady
+from service.runtime.registry import LoadedModel, ModelRegistry
 from service.servables.stmp import MODEL, SERVABLE, StoreSalesHistory, unique
-
-# async hook(records, registry, store): runs after the records are stored. A hook that
-# raises does not undo the ingestion; its error becomes the route's error.
-SalesIngestHook = Callable[[Sequence[SalesRecord], Any, Any], Awaitable[None]]
-SALES_INGEST_HOOKS: list[SalesIngestHook] = []
 
 router = APIRouter(tags=["sales"])
 
 
-def _loaded_stmp(registry: Any) -> Any | None:
+def _loaded_stmp(registry: ModelRegistry) -> LoadedModel | None:
     try:
         return registry.get(MODEL)
     except NotReady:
@@ -41,7 +35,7 @@ def _loaded_stmp(registry: Any) -> Any | None:
 
 @router.post("/v1/sales", response_model=SalesIngestResponse)
 async def ingest_sales(
-    body: SalesIngestRequest, registry: RegistryDep, store: StoreDep
+    body: SalesIngestRequest, registry: RegistryDep, store: StoreDep, request: Request
 ) -> SalesIngestResponse:
     """Store the records (bounded per region x category), refresh STMP's task
     representation of every region that got new periods, then run the registered hooks."""
@@ -71,7 +65,7 @@ async def ingest_sales(
         for region in regions:
             if await SERVABLE.refresh_region(loaded, history, region):
                 refreshed.append(region)
-    for hook in SALES_INGEST_HOOKS:
+    for hook in request.app.state.sales_hooks:
         await hook(accepted, registry, store)
     return SalesIngestResponse(
         accepted=len(accepted), rejected=rejected, regions=regions, refreshed=refreshed

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.actions import Action
 from service.api.schemas.types import Identifier, UnixSeconds
 from service.servables.cvr import MAX_PAIRS, MAX_SEQUENCE
 
-Action = Literal["browse", "collect", "cart", "purchase"]
 Occasion = Literal["BP", "DP", "AP", "NP"]
 
 

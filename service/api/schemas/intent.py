@@ -6,10 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.actions import Action
 from service.api.schemas.types import Identifier, UnixSeconds
 from service.servables.intent import MAX_USERS
-
-Action = Literal["browse", "collect", "cart", "purchase"]
 
 
 class BehaviourEvent(BaseModel):

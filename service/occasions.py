@@ -6,8 +6,10 @@ Not-Promotion (NP). The paper's promotions affect "about a week" each, but the w
 business knowledge, so they are settings here: `before_days` and `after_days`, per calendar
 or per promotion.
 
-This module is pure Python + numpy (no pandas, no torch) because the CVR servable uses it
-at request time to find the occasion of a request from the calendar stored in the manifest.
+It lives on the serving side (pure Python + numpy, no pandas, no torch) because the CVR
+servable finds a request's occasion from the calendar stored in the manifest; training
+builds that calendar with the same code. Festival dates and the before / during / after
+rule are `service.calendar`'s, so an occasion can never disagree with a promotion phase.
 """
 
 from __future__ import annotations
@@ -19,18 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from service.calendar import EPOCH, FESTIVALS, PHASES, phase_ranks
+
 #: Occasion codes in the order the model's prototype bank uses (index = occasion id).
 OCCASIONS: tuple[str, ...] = ("BP", "DP", "AP", "NP")
 OCCASION_INDEX: dict[str, int] = {name: i for i, name in enumerate(OCCASIONS)}
-
-# Festivals used when the data's calendar module has none: month, day, name. These are the
-# promotions inside the shared samples (Double 11 in the IJCAI-15 log, Double 12 in Tianchi
-# mobile, 6-18 in the Tmall brand log).
-_FALLBACK_FESTIVALS: tuple[tuple[int, int, str], ...] = (
-    (6, 18, "618"),
-    (11, 11, "double11"),
-    (12, 12, "double12"),
-)
+#: Occasion id of each phase of `service.calendar.PHASES` (during, before, after, none).
+PHASE_OCCASION = np.array([OCCASION_INDEX[o] for o in ("DP", "BP", "AP", "NP")], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -72,32 +69,26 @@ class OccasionCalendar:
             raise ValueError("before_days and after_days must be >= 0")
 
     def occasion_of_day(self, day: dt.date) -> str:
-        """BP / DP / AP / NP for one calendar day (UTC).
+        """BP / DP / AP / NP for one calendar day (UTC)."""
+        days = np.asarray([(day - EPOCH).days], dtype=np.int64)
+        return OCCASIONS[int(self._occasion_of_days(days)[0])]
 
-        Uses `training.calendar.promotion_phase` (the data engineer's single definition of
-        before / during / after) per group of promotions sharing window widths; the local
-        rule below is the same definition, used only if that module cannot be imported.
-        """
+    def occasion_ids(self, ts: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Occasion index per Unix-seconds timestamp."""
+        return self._occasion_of_days(np.asarray(ts, dtype=np.int64) // 86400)
+
+    def _occasion_of_days(self, days: np.ndarray) -> np.ndarray:
+        """`service.calendar.phase_ranks` per group of promotions sharing window widths, the
+        highest-precedence phase over the groups, as occasion ids."""
         groups: dict[tuple[int, int], list[Promotion]] = {}
         for promo in self.promotions:
             before = self.before_days if promo.before_days is None else promo.before_days
             after = self.after_days if promo.after_days is None else promo.after_days
             groups.setdefault((before, after), []).append(promo)
-        best = 3
+        rank = np.full(days.shape, PHASES.index("none"), dtype=np.int8)
         for (before, after), promos in groups.items():
-            best = min(best, _PHASE_RANK[_phase(day, promos, before, after)])
-        return ("DP", "BP", "AP", "NP")[best]
-
-    def occasion_ids(self, ts: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Occasion index per Unix-seconds timestamp (vectorised over distinct days)."""
-        ts_arr = np.asarray(ts, dtype=np.int64)
-        days = ts_arr // 86400
-        uniq, inverse = np.unique(days, return_inverse=True)
-        codes = np.array(
-            [OCCASION_INDEX[self.occasion_of_day(_epoch_day(int(d)))] for d in uniq],
-            dtype=np.int64,
-        )
-        return codes[inverse] if len(uniq) else np.zeros(0, dtype=np.int64)
+            rank = np.minimum(rank, phase_ranks(days, promos, before, after))
+        return PHASE_OCCASION[rank]
 
     # ---- (de)serialisation: the manifest's config carries the calendar --------------------
     def to_dict(self) -> dict[str, Any]:
@@ -135,34 +126,8 @@ class OccasionCalendar:
         )
 
 
-_PHASE_RANK = {"during": 0, "before": 1, "after": 2, "none": 3}
-
-
-def _local_phase(day: dt.date, promos: Sequence[Promotion], before: int, after: int) -> str:
-    best = "none"
-    for promo in promos:
-        if promo.start <= day <= promo.end:
-            return "during"
-        phase = "none"
-        if 0 < (promo.start - day).days <= before:
-            phase = "before"
-        elif 0 < (day - promo.end).days <= after:
-            phase = "after"
-        if _PHASE_RANK[phase] < _PHASE_RANK[best]:
-            best = phase
-    return best
-
-
-def _phase(day: dt.date, promos: Sequence[Promotion], before: int, after: int) -> str:
-    try:
-        from training.calendar import promotion_phase
-    except ImportError:  # serving image without the data tooling: same rule, local copy
-        return _local_phase(day, promos, before, after)
-    return str(promotion_phase(day, promos, before, after))
-
-
 def _epoch_day(day_number: int) -> dt.date:
-    return dt.date(1970, 1, 1) + dt.timedelta(days=day_number)
+    return EPOCH + dt.timedelta(days=day_number)
 
 
 def parse_promotion(spec: str) -> Promotion:
@@ -176,26 +141,11 @@ def parse_promotion(spec: str) -> Promotion:
 
 
 def _festival_days(years: Iterable[int]) -> list[Promotion]:
-    """Festival promotions for `years`: from `training.calendar` when it knows any."""
-    festivals: list[tuple[int, int, str]] = []
-    try:  # the data engineer's calendar is the source of truth when present
-        from training import calendar as data_calendar
-
-        known = getattr(data_calendar, "FESTIVALS", None)
-        if isinstance(known, Mapping):
-            for name, value in known.items():
-                if isinstance(value, tuple) and len(value) == 2:
-                    festivals.append((int(value[0]), int(value[1]), str(name)))
-    except Exception:
-        festivals = []
-    festivals = festivals or list(_FALLBACK_FESTIVALS)
+    """The fixed-date festivals of `service.calendar` in each of `years`, as promotions."""
     promos = []
     for year in sorted(set(years)):
-        for month, day, name in festivals:
-            try:
-                date = dt.date(year, month, day)
-            except ValueError:
-                continue
+        for name, (month, day) in FESTIVALS.items():
+            date = dt.date(year, month, day)
             promos.append(Promotion(name=f"{name}-{year}", start=date, end=date))
     return promos
 

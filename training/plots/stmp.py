@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.plots import pyplot, save
 from training.features.stmp import Panel
+from training.plots.curves import pyplot, save
 
 LEVELS = ((95, 0.15), (80, 0.3))  # interval level, band opacity
 AROUND = 4  # steps shown on each side of a festival
