@@ -226,3 +226,22 @@ def test_split_validates_between_train_and_test_with_training_statistics() -> No
     with pytest.raises(Exception, match="val_days"):
         job.prepare(generate_sales(n_regions=3, n_categories=2, years=3, seed=2),
                     argparse.Namespace(**{**vars(args), "val_days": 99}))  # fmt: skip
+
+
+def test_split_refuses_a_test_year_that_is_not_after_the_train_year() -> None:
+    import argparse
+
+    from service.errors import InvalidInput
+    from training.jobs import dinop as job
+    from training.synthetic import generate_sales
+
+    sales = generate_sales(n_regions=3, n_categories=2, years=3, seed=2)
+    years = sorted(set(job.build_promo_set(sales, 4, 13)[0].years.tolist()))
+    last = years[-1]
+    for test_year in (last, years[0]):  # the same year would train on its own test days
+        args = argparse.Namespace(
+            presale_steps=4, static_steps=13, train_year=last, test_year=test_year
+        )
+        with pytest.raises(InvalidInput, match="must come after the train year") as err:
+            job.prepare(sales, args)
+        assert err.value.field == "test_year"

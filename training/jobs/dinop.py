@@ -107,6 +107,10 @@ def split_years(ps: PromoSet, train_year: int | None, test_year: int | None) -> 
         raise InvalidInput(
             "train_year", f"years with promotion days: {years}; got {train_year}/{test_year}"
         )
+    if test_year <= train_year:  # the test days would be training days, or lie before them
+        raise InvalidInput(
+            "test_year", f"must come after the train year {train_year}, got {test_year}"
+        )
     return train_year, test_year
 
 

@@ -3,7 +3,10 @@
 Samples are (user, cut time) rows built by `training.features.intent`: features strictly
 before the cut, labels in the window after it (next day by default, the paper's setting).
 The split is by cut time: the last cut is the test set, the one before it validation, and
-every earlier cut whose label window ends before validation is training data.
+every earlier cut whose label window ends before validation is training data. `--split
+users` splits users instead (every cut's rows of a user in one part), for logs whose
+purchases all fall in one label window, where a split by cut leaves no purchaser to train
+on (IJCAI-15 data_format2: its lines are Double 11's new buyers).
 
 This module holds the data, the fit and the artifact (`train`); `training.jobs.intent_evaluate`
 holds the evaluation against the baselines (`evaluate`). Every neural net, ours and the
@@ -36,7 +39,14 @@ from training import distributed
 from training.artifacts import write_artifact
 from training.baselines.multitask import ClassicalBaselines
 from training.comparison import validation_summary
-from training.features.intent import IntentSamples, build_samples, choose_cuts, time_split
+from training.features.intent import (
+    USER_SPLIT_FRACTIONS,
+    IntentSamples,
+    build_samples,
+    choose_cuts,
+    time_split,
+    user_split,
+)
 from training.jobs.common import add_common_arguments, budget, dataset_name, set_threads
 from training.loop import Budget, FitReport, fit, minibatch_epoch, seed_everything
 from training.metrics import auc
@@ -54,6 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long-group", type=int, default=7, help="buckets per long period")
     parser.add_argument("--val-cuts", type=int, default=None, help="default: 10 %% of the cuts")
     parser.add_argument("--test-cuts", type=int, default=None, help="default: 15 %% of the cuts")
+    parser.add_argument(
+        "--split",
+        choices=("time", "users"),
+        default="time",
+        help="time: by cut (the last cuts test); users: every cut, users split "
+        f"{'/'.join(str(round(100 * f)) for f in USER_SPLIT_FRACTIONS)} %% by --seed, for "
+        "logs whose purchases all fall in one label window (IJCAI-15 data_format2)",
+    )
     parser.add_argument(
         "--epochs", type=int, default=20, help="epoch budget of every neural net (early stop)"
     )
@@ -95,9 +113,12 @@ def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
 def prepare(
     events: pd.DataFrame, args: argparse.Namespace
 ) -> tuple[IntentSamples, IntentSamples, IntentSamples]:
+    """(train, validation, test) samples: by cut time, or by user with `--split users`."""
     spec = _spec(args)
     cuts = choose_cuts(events["ts"].to_numpy(), spec, args.label_seconds, args.cut_step_seconds)
     samples = build_samples(events, cuts, spec, args.label_seconds)
+    if getattr(args, "split", "time") == "users":
+        return user_split(samples, args.seed)
     n_cuts = len(np.unique(samples.cut_ts))
     val_cuts = args.val_cuts or max(1, round(0.10 * n_cuts))
     test_cuts = args.test_cuts or max(1, round(0.15 * n_cuts))
@@ -308,7 +329,11 @@ def _write(
         higher_is_better=True,
         ours=("tpg-dnn", all_metrics(val_pred, thresholds, val)),
         baselines=baseline_validation(train, val, args.seed),
-        split="the validation cuts (between training and test)",
+        split=(
+            "the validation users (every cut)"
+            if getattr(args, "split", "time") == "users"
+            else "the validation cuts (between training and test)"
+        ),
     )
     priors = {t: float(train.labels[:, k].mean()) for k, t in enumerate(TASKS)}
     priors["order_volume"] = float(train.order_volume.mean())
@@ -376,8 +401,3 @@ def train_demo(artifacts_root: Path, seed: int = 0) -> Path:
 
 
 # ---- evaluation ----------------------------------------------------------------------------
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Ours and every baseline over seeds: `training.jobs.intent_evaluate`."""
-    from training.jobs.intent_evaluate import evaluate as run
-
-    return run(args)

@@ -135,6 +135,15 @@ def _split_text(args: argparse.Namespace, parts: tuple[IntentSamples, ...]) -> s
     spec = job._spec(args)
     n_cuts = [len(np.unique(s.cut_ts)) for s in parts]
     first, last = (pd.Timestamp(int(c), unit="s") for c in (cuts[0], cuts[-1]))
+    if getattr(args, "split", "time") == "users":
+        users = [len(np.unique(s.user_id)) for s in parts]
+        return (
+            f"split by user (seed {args.seed}): {users[0]} train users ({len(train_s)} user "
+            f"rows), {users[1]} validation ({len(val_s)}), {users[2]} test ({len(test_s)}), "
+            f"every cut {first} .. {last} in each part; features strictly before each cut, "
+            f"labels in [cut, cut + {args.label_seconds}s); buckets {spec.bucket_seconds}s, "
+            f"short {spec.short_len}, long {spec.long_len}x{spec.long_group}"
+        )
     return (
         f"time split by cut: {n_cuts[0]} train cuts ({len(train_s)} user rows), "
         f"{n_cuts[1]} validation ({len(val_s)}), {n_cuts[2]} test ({len(test_s)}), "
