@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
@@ -44,7 +45,7 @@ from service.logs import REQUEST_ID, configure_logging
 from service.metrics import BUILD_INFO, REQUEST_LATENCY, REQUESTS_IN_FLIGHT
 from service.runtime.registry import ModelRegistry
 from service.servables import cvr, dinop, imn, intent, stmp
-from service.servables.wiring import WiringFactory
+from service.servables.wiring import Servable
 from service.state.store import StateStore
 
 log = logging.getLogger("service.access")
@@ -86,7 +87,7 @@ class RequestContextMiddleware:
     metric's label set.
     """
 
-    def __init__(self, app: ASGIApp, state: Any) -> None:
+    def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
         self.state = state
         self._ids = itertools.count(1)
@@ -209,7 +210,7 @@ async def close_store(store: StateStore | None) -> None:
         await store.close()
 
 
-async def drain(state: Any, timeout_s: float) -> int:
+async def drain(state: State, timeout_s: float) -> int:
     """Wait until no request is in flight or the timeout passes; returns those left."""
     deadline = time.monotonic() + timeout_s
     while state.in_flight > 0 and time.monotonic() < deadline:
@@ -236,19 +237,19 @@ def _operation_id(route: APIRoute) -> str:
 
 
 # The servables an app serves, as the routers are listed in `service.api.routes`: each one's
-# `wiring` says what it adds to the app beyond its routes (`service.servables.wiring`).
-SERVABLES: tuple[WiringFactory, ...] = (
-    imn.wiring,
-    intent.wiring,
-    cvr.wiring,
-    stmp.wiring,
-    dinop.wiring,
+# `wiring()` says what it adds to the app beyond its routes (`service.servables.wiring`).
+SERVABLES: tuple[Servable, ...] = (
+    imn.SERVABLE,
+    intent.SERVABLE,
+    cvr.SERVABLE,
+    stmp.SERVABLE,
+    dinop.SERVABLE,
 )
 
 
-def wire_servables(app: FastAPI, servables: Sequence[WiringFactory]) -> None:
+def wire_servables(app: FastAPI, servables: Sequence[Servable]) -> None:
     """Call each servable's wiring once and keep what it declares on this app."""
-    wirings = [wire(app.state) for wire in servables]
+    wirings = [servable.wiring(app.state) for servable in servables]
     for w in wirings:
         for hook in w.load_hooks:
             app.state.registry.add_load_hook(w.model, hook)
@@ -260,7 +261,7 @@ def wire_servables(app: FastAPI, servables: Sequence[WiringFactory]) -> None:
 def create_app(
     settings: Settings | None = None,
     *,
-    servables: Sequence[WiringFactory] = SERVABLES,
+    servables: Sequence[Servable] = SERVABLES,
     **overrides: Any,
 ) -> FastAPI:
     """Build the app. `overrides` are Settings fields (`create_app(artifacts_dir=path)`);

@@ -28,6 +28,7 @@ from service.errors import InvalidInput, NotReady, Overloaded
 from service.events.outcomes import BatchResult
 from service.events.pipeline import EventPipeline
 from service.events.schema import MAX_EVENTS, EventIn
+from service.state.store import StateStore
 
 RawEvent = EventIn | Mapping[str, Any]
 
@@ -60,7 +61,7 @@ class EventIngestor:
         self._closing = False
 
     @property
-    def store(self) -> Any:
+    def store(self) -> StateStore:
         return self.pipeline.store
 
     async def submit(self, events: Sequence[RawEvent]) -> BatchResult:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+from starlette.datastructures import State
 
 from service.actions import ACTION_IDS
 from service.errors import InvalidInput, NotReady
@@ -30,12 +31,12 @@ from service.occasions import OCCASION_INDEX, OCCASIONS, OccasionCalendar
 from service.servables.cvr_features import FIELDS, FeatureSpec, context_fields, history_fields
 from service.servables.loaded import Loaded, per_version
 from service.servables.observe import observe_served
-from service.servables.wiring import routes_only
+from service.servables.wiring import Wiring
 from service.state.store import StateStore
 
 MODEL = "cvr"
 GRAPH = "score"
-MAX_PAIRS = 10_000  # per call
+MAX_PAIRS = 4_000  # per call: a full body parses in about 16 ms, so probes stay under 100 ms
 MAX_SEQUENCE = 1_000  # events per carried sequence
 SLICE = 256  # pairs read, featurised and scored between two yields to the event loop
 
@@ -113,6 +114,12 @@ class CvrVersionConfig:
 
 class CvrServable:
     """Request logic; one instance per process, per-version config kept on the version."""
+
+    model = MODEL
+
+    def wiring(self, state: State) -> Wiring:
+        """Nothing beyond its routes (`service.servables.wiring`)."""
+        return Wiring(self.model)
 
     def config(self, loaded: Loaded) -> CvrVersionConfig:
         return per_version(loaded, "cvr.config", CvrVersionConfig.from_loaded)
@@ -272,4 +279,3 @@ def sequence_source(store: StateStore | None) -> SequenceSource | None:
 
 
 SERVABLE = CvrServable()
-wiring = routes_only(MODEL)  # nothing beyond its routes (`service.servables.wiring`)

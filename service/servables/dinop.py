@@ -133,6 +133,12 @@ def _ts_date(ts: float) -> dt.date:
 class DinopServable:
     """Request logic around the `step`, `forecast` and `bop` graphs."""
 
+    model = MODEL
+
+    def wiring(self, state: State) -> Wiring:
+        """DINOP advances item states when `POST /v1/sales` brings a pre-sale period."""
+        return Wiring(self.model, sales_hooks=(self.on_sales,))
+
     def tables(self, loaded: Loaded) -> Tables:
         return per_version(loaded, "dinop.tables", Tables.from_loaded)
 
@@ -504,8 +510,3 @@ class DinopServable:
 
 
 SERVABLE = DinopServable()
-
-
-def wiring(state: State) -> Wiring:
-    """DINOP advances item states when `POST /v1/sales` brings a pre-sale period."""
-    return Wiring(MODEL, sales_hooks=(SERVABLE.on_sales,))

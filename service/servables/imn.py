@@ -307,10 +307,28 @@ def _maybe_refresh(loaded: LoadedModel, store: StateStore, t: IMNTables) -> None
     t.refreshing = asyncio.get_running_loop().create_task(run())
 
 
-def wiring(state: State) -> Wiring:
-    """IMN binds its item table (from the artifact, overlaid with Redis) when a version
-    loads, and updates user and item states on every accepted event."""
+class IMNServable:
+    """Request logic of `/v1/recommendations` and IMN's part of `/v1/events`."""
 
+    model = MODEL
+
+    async def recommend(
+        self,
+        loaded: LoadedModel,
+        store: StateStore | None,
+        user_id: str,
+        k: int,
+        at: float | None = None,
+    ) -> Recommendation:
+        return await recommend(loaded, store, user_id, k, at)
+
+    def wiring(self, state: State) -> Wiring:
+        """IMN binds its item table (from the artifact, overlaid with Redis) when a version
+        loads, and updates user and item states on every accepted event."""
+        return _imn_wiring(state)
+
+
+def _imn_wiring(state: State) -> Wiring:
     async def on_load(loaded: LoadedModel) -> None:
         tables = build_tables(loaded)
         loaded.state[MODEL] = tables
@@ -320,3 +338,6 @@ def wiring(state: State) -> Wiring:
             log.info("imn item table loaded", extra={"from_redis": n, "items": len(tables.items)})
 
     return Wiring(MODEL, load_hooks=(on_load,), updaters=(IMNUpdater(state.registry),))
+
+
+SERVABLE = IMNServable()

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from starlette.datastructures import State
 
 from service.actions import ACTIONS
 from service.errors import InvalidInput, NotReady
+from service.runtime.manifest import Manifest
 from service.servables.intent_features import (
     N_ACTIONS,
     FeatureSpec,
@@ -34,7 +36,7 @@ from service.servables.intent_features import (
 )
 from service.servables.loaded import Loaded, per_version
 from service.servables.observe import observe_served
-from service.servables.wiring import routes_only
+from service.servables.wiring import Wiring
 from service.state.store import StateStore
 
 MODEL = "intent"
@@ -69,7 +71,7 @@ class IntentConfig:
     thresholds: dict[str, float]
 
     @classmethod
-    def from_manifest(cls, manifest: Any) -> IntentConfig:
+    def from_manifest(cls, manifest: Manifest) -> IntentConfig:
         cfg = manifest.config
         return cls(
             spec=FeatureSpec.from_dict(cfg["features"]),
@@ -122,6 +124,12 @@ def window_end(at: int, spec: FeatureSpec) -> int:
 
 class IntentServable:
     """Request logic around the `score` graph; one instance serves every artifact version."""
+
+    model = MODEL
+
+    def wiring(self, state: State) -> Wiring:
+        """Nothing beyond its routes (`service.servables.wiring`)."""
+        return Wiring(self.model)
 
     def config(self, loaded: Loaded) -> IntentConfig:
         return per_version(
@@ -224,7 +232,6 @@ class IntentServable:
 
 
 SERVABLE = IntentServable()
-wiring = routes_only(MODEL)  # nothing beyond its routes (`service.servables.wiring`)
 
 
 class StoreCounts:

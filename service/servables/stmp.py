@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from starlette.datastructures import State
 
 from service.errors import InvalidInput, NotFound
+from service.runtime.manifest import Manifest
 from service.servables.loaded import Loaded, per_version
-from service.servables.wiring import routes_only
+from service.servables.wiring import Wiring
 from service.state.store import StateStore
 
 MODEL = "stmp"
@@ -91,7 +93,7 @@ class STMPTables:
     category_index: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path, manifest: Any, version: str) -> STMPTables:
+    def load(cls, path: Path, manifest: Manifest, version: str) -> STMPTables:
         cfg = manifest.config
         arrays = np.load(Path(path) / "tables.npz")
         vocab = manifest.vocabularies
@@ -175,6 +177,12 @@ class SeriesState:
 
 class STMPServable:
     """Request logic of `/v1/forecast/festival` and the STMP part of `/v1/sales`."""
+
+    model = MODEL
+
+    def wiring(self, state: State) -> Wiring:
+        """Nothing beyond its routes (`service.servables.wiring`)."""
+        return Wiring(self.model)
 
     def __init__(self, seed: int | None = None) -> None:
         self._rng = np.random.default_rng(seed)
@@ -613,4 +621,3 @@ class StoreSalesHistory:
 
 
 SERVABLE = STMPServable()  # one per process; caches each version's tables
-wiring = routes_only(MODEL)  # nothing beyond its routes (`service.servables.wiring`)

@@ -2,9 +2,9 @@
 
 Most servables need nothing but their routes. Two need more: IMN binds its item table when
 a version loads and updates user and item states on every accepted event; DINOP advances
-item states when sales arrive. Each servable module says so in one function,
-`wiring(state) -> Wiring`, and `service.api.main.create_app` calls the ones in the list of
-servables it is given (`SERVABLES` by default) and keeps what they return on that app:
+item states when sales arrive. Every servable says so in one method, `wiring(state) ->
+Wiring` (the `Servable` shape below), and `service.api.main.create_app` calls it for each
+servable it is given (`SERVABLES` by default) and keeps what they return on that app:
 
 - `load_hooks` go to the app's registry (`ModelRegistry.add_load_hook`), run after a
   version's warm-up and before it is swapped in;
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.datastructures import State
 
@@ -45,15 +45,15 @@ class Wiring:
     sales_hooks: tuple[SalesHook, ...] = ()
 
 
-#: A servable module's `wiring`: called once per app with the app's `state` (its registry
-#: is set; its store may connect later, so hooks read `state.store` when they run).
-WiringFactory = Callable[[State], Wiring]
+class Servable(Protocol):
+    """The shape every servable has: its model's name, and what it adds to an app.
 
+    Each `service.servables.<model>` module holds one (`SERVABLE`) with the model's request
+    logic as methods; `wiring` is called once per app with the app's `state` (its registry
+    is set; its store may connect later, so hooks read `state.store` when they run).
+    """
 
-def routes_only(model: str) -> WiringFactory:
-    """The wiring of a servable that adds nothing but its routes."""
+    @property
+    def model(self) -> str: ...
 
-    def wiring(state: State) -> Wiring:
-        return Wiring(model)
-
-    return wiring
+    def wiring(self, state: State) -> Wiring: ...

@@ -19,7 +19,7 @@ from service.api.fast import (
 from service.api.schemas.recommendations import RecommendationResponse
 from service.api.schemas.types import ID_PATTERN
 from service.errors import InvalidInput
-from service.servables.imn import MODEL, recommend
+from service.servables.imn import MODEL, SERVABLE
 
 router = HotRouter(tags=["recommendations"])
 
@@ -57,7 +57,7 @@ async def get_recommendations(request: Request) -> Response:
     at = query_float(request, "at", 0.0, MAX_AT)
     state = request.app.state
     loaded = state.registry.get(MODEL)  # NotReady (503) when none is loaded
-    rec = await recommend(loaded, state.store, user_id, k, at)
+    rec = await SERVABLE.recommend(loaded, state.store, user_id, k, at)
     return json_response(
         {
             "user_id": user_id,
