@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         le=1024 * 1024 * 1024,
         description="Largest request body accepted; a larger one is answered 413 before it is "
         "read. Parsing holds the event loop, so the default keeps the largest body's parse "
-        "short enough for liveness probes (a full 5,000-event batch is about 0.55 MB).",
+        "short enough for liveness probes (a full 2,000-event batch is about 0.27 MB).",
     )
     execution_provider: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
