@@ -1,10 +1,12 @@
-"""The README's sizing paragraph, written from the committed speed results.
+"""The README's measured paragraphs, written from the committed results.
 
 `python -m bench.sizing` rewrites the text between the README's `sizing` markers from
 `bench/results/speed-http-*.json` (whole service over HTTP, with its peers) and the
-in-process component results (`speed-*.json`), so the numbers a reader sizes a deployment
-by are the ones measured, never typed by hand; `tests/test_bench_sizing.py` fails when the
-README and the results disagree. `--check` exits 1 instead of writing.
+in-process component results (`speed-*.json`), and between its `faults` markers from
+`bench/results/faults-*.json` (`python -m bench.faults`), so the numbers a reader sizes a
+deployment by and the failures it survives are the ones measured, never typed by hand;
+`tests/test_bench_sizing.py` fails when the README and the results disagree. `--check`
+exits 1 instead of writing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 from bench.summary import RESULTS_DIR
 
 README = RESULTS_DIR.parent.parent / "README.md"
-BEGIN, END = "<!-- sizing:begin -->", "<!-- sizing:end -->"
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -102,9 +103,45 @@ def paragraph() -> str:
     return "\n".join(lines)
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def faults() -> str:
+    """One line per fault scenario: what held, with its figures."""
+    lines = []
+    for path in sorted(RESULTS_DIR.glob("faults-*.json")):
+        record = json.loads(path.read_text())
+        held = [g for g, ok in record["guarantees"].items() if ok]
+        broken = [g for g, ok in record["guarantees"].items() if not ok]
+        figures = "; ".join(f"{k}: {_value(v)}" for k, v in record["figures"].items())
+        verdict = "held: " + ", ".join(held) if not broken else "NOT held: " + ", ".join(broken)
+        lines.append(
+            f"- **{record['scenario']}** ({verdict}). {figures}. "
+            f"[{path.stem}.md](bench/results/{path.stem}.md)"
+        )
+    machine = next(
+        (json.loads(p.read_text())["machine"] for p in sorted(RESULTS_DIR.glob("faults-*.json"))),
+        "the benchmark machine",
+    )
+    head = f"**Faults, from `python -m bench.faults`** (every target on 127.0.0.1, {machine}):"
+    return "\n".join([head, "", *lines]) if lines else head + " not run yet."
+
+
 def render(readme: str) -> str:
-    start, stop = readme.index(BEGIN), readme.index(END)
-    return readme[: start + len(BEGIN)] + "\n" + paragraph() + "\n" + readme[stop:]
+    for block, text in (("sizing", paragraph()), ("faults", faults())):
+        begin, end = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+        if begin not in readme:
+            continue
+        start, stop = readme.index(begin), readme.index(end)
+        readme = readme[: start + len(begin)] + "\n" + text + "\n" + readme[stop:]
+    return readme
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return 0 if wanted == current else 1
     README.write_text(wanted)
-    print(paragraph())
+    print(paragraph(), faults(), sep="\n\n")
     return 0
 
 
