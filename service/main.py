@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.datastructures import State
 from uvicorn.supervisors import Multiprocess
 
 from service.api.main import create_app
@@ -49,7 +50,7 @@ class _Server(uvicorn.Server):
         self,
         config: uvicorn.Config,
         on_stopped: Callable[[], None],
-        app_state: Any = None,
+        app_state: State | None = None,
         shutdown_delay_s: float = 0.0,
     ) -> None:
         super().__init__(config)
