@@ -41,6 +41,13 @@ NOTE (readings of vague notation and deviations, each a choice a reviewer can ch
 - Context instances are encoded from [h, y, y - ar] (their embedding, target and AR
   residual): the amortization network "accepts purchase observations as input", and the
   residual is what tells a festival task from an ordinary one.
+- One set of shared parameters serves both views. The paper learns separate spatial and
+  temporal shared parameters theta_s and theta_d ("we separately learn the spatial and
+  temporal shared parameters ... instead of theta") and integrates them by ST-training;
+  here the extractor, the amortization network and the generator are shared by the region
+  and the day-type view, which only differ in how context instances are grouped. On the
+  public samples a day type has a handful of occurrences (one Thanksgiving a year), too
+  few to fit a second copy of every weight; separate heads per view remain to be measured.
 - Several tasks of the same view form one optimiser step (a mini-batch of tasks) instead of
   Algorithm 1's single task per step, and views alternate every fixed number of steps
   instead of "until Delta L < epsilon" (see the training job).
