@@ -233,3 +233,12 @@ def tiny_events(n_users: int = 60, days: int = 24, seed: int = 0) -> pd.DataFram
             "ts": np.array([r[2] for r in rows], dtype=np.int64),
         }
     )
+
+
+def test_heads_are_the_action_vocabulary() -> None:
+    """Models import neither service nor training, so TPG-DNN names its heads itself; they
+    must be the funnel the service and the adapters use (`service.actions`)."""
+    from models.tpgdnn import TASKS
+    from service.actions import ACTIONS
+
+    assert TASKS == ACTIONS
