@@ -51,51 +51,10 @@ class SeqEvent(NamedTuple):
     ts: int
 
 
-@dataclass(frozen=True)
-class SeqColumns:
-    """One user's behaviour sequence as columns (oldest first when `ordered`).
-
-    Features take a pair's events before its click from these with one comparison over the
-    times instead of a Python step per event; a user's columns (and their vocabulary ids,
-    `vocab_ids`) are built once and shared by every pair of that user in a call.
-    """
-
-    items: np.ndarray  # object: raw item ids
-    cats: np.ndarray  # object: raw category ids, "" when unknown
-    acts: np.ndarray  # int64: ACTION_IDS
-    ts: np.ndarray  # int64: unix seconds
-    ordered: bool  # times never decrease (the stored sequence always; a carried one maybe)
-    _ids: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def of(cls, events: Sequence[SeqEvent]) -> SeqColumns:
-        ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
-        return cls(
-            np.array([e.item_id for e in events], dtype=object),
-            np.array([e.category_id for e in events], dtype=object),
-            np.fromiter((ACTION_IDS[e.action] for e in events), dtype=np.int64, count=len(ts)),
-            ts,
-            bool(len(ts) < 2 or np.all(ts[1:] >= ts[:-1])),
-        )
-
-    def vocab_ids(self, cfg: CvrVersionConfig) -> tuple[np.ndarray, np.ndarray]:
-        """Item and category vocabulary ids of every event (0 = unknown), once per version."""
-        key = id(cfg)
-        if key not in self._ids:
-            self._ids[key] = (
-                np.fromiter((cfg.items.get(i, 0) for i in self.items), np.int64, len(self.items)),
-                np.fromiter((cfg.cats.get(c, 0) for c in self.cats), np.int64, len(self.cats)),
-            )
-        return self._ids[key]
-
-
-UserEvents = Sequence[SeqEvent] | SeqColumns
-
-
 class SequenceSource(Protocol):
     """Each user's recent behaviour sequence (oldest first), as the events pipeline keeps it."""
 
-    async def sequences(self, user_ids: Sequence[str]) -> Sequence[UserEvents]: ...
+    async def sequences(self, user_ids: Sequence[str]) -> list[list[SeqEvent]]: ...
 
 
 @dataclass
@@ -105,7 +64,7 @@ class PairInput:
     category_id: str | None = None  # default: the item's category in the artifact
     ts: int | None = None  # click time; default: the request's `at`
     occasion: str | None = None  # default: from the artifact's calendar at `ts`
-    sequence: UserEvents | None = None  # carried: Redis is not read for this pair
+    sequence: Sequence[SeqEvent] | None = None  # carried: Redis is not read for this pair
 
 
 @dataclass
@@ -169,11 +128,10 @@ class CvrServable:
         self,
         cfg: CvrVersionConfig,
         pairs: Sequence[PairInput],
-        sequences: Sequence[UserEvents],
+        sequences: Sequence[Sequence[SeqEvent]],
         at: int,
     ) -> tuple[dict[str, np.ndarray], list[tuple[str, str, int]]]:
         """Graph inputs, and per pair (occasion, where it came from, events before the click)."""
-        shared: dict[int, SeqColumns] = {}  # one SeqColumns per distinct sequence object
         n, seq_len = len(pairs), cfg.spec.seq_len
         fields = np.zeros((n, len(FIELDS)), dtype=np.int64)
         seq_i = np.zeros((n, seq_len), dtype=np.int64)
@@ -191,19 +149,12 @@ class CvrServable:
                 occ, source = pair.occasion, "request"
             else:
                 occ, source = cfg.occasion_at(ts), "calendar"
-            if isinstance(seq, SeqColumns):
-                cols = seq
-            else:
-                cols = shared.get(id(seq)) or shared.setdefault(id(seq), SeqColumns.of(seq))
-            # The events strictly before the click, oldest first (stable for equal times).
-            if cols.ordered:
-                before: np.ndarray | slice = slice(0, int(np.searchsorted(cols.ts, ts, "left")))
-            else:
-                earlier = np.flatnonzero(cols.ts < ts)
-                before = earlier[np.argsort(cols.ts[earlier], kind="stable")]
-            h_items, h_cats = cols.items[before], cols.cats[before]
-            h_acts, h_ts = cols.acts[before], cols.ts[before]
-            used.append((occ, source, len(h_ts)))
+            before = sorted((e for e in seq if e.ts < ts), key=lambda e: e.ts)
+            used.append((occ, source, len(before)))
+            h_items = np.array([e.item_id for e in before], dtype=object)
+            h_cats = np.array([e.category_id for e in before], dtype=object)
+            h_acts = np.array([ACTION_IDS[e.action] for e in before], dtype=np.int64)
+            h_ts = np.array([e.ts for e in before], dtype=np.int64)
             values, window = history_fields(
                 h_items, h_cats, h_acts, h_ts, pair.item_id, category, ts, cfg.spec
             )
@@ -217,11 +168,11 @@ class CvrServable:
                 i_cvr=int(cfg.item_table[item_id, 2]),
             )
             fields[k] = [values[f] for f in FIELDS]
-            m = len(h_acts[window])
+            recent = before[window]
+            m = len(recent)
             if m:
-                item_ids, cat_ids = cols.vocab_ids(cfg)
-                seq_i[k, -m:] = item_ids[before][window]
-                seq_c[k, -m:] = cat_ids[before][window]
+                seq_i[k, -m:] = [cfg.items.get(e.item_id, 0) for e in recent]
+                seq_c[k, -m:] = [cfg.cats.get(e.category_id, 0) for e in recent]
                 seq_a[k, -m:] = h_acts[window]
         inputs = {"fields": fields, "seq_items": seq_i, "seq_cats": seq_c, "seq_actions": seq_a}
         return inputs, used
@@ -241,8 +192,7 @@ class CvrServable:
         for k, pair in enumerate(pairs):
             if pair.occasion is not None and pair.occasion not in OCCASION_INDEX:
                 raise InvalidInput(f"pairs.{k}.occasion", f"must be one of {list(OCCASIONS)}")
-            carried = pair.sequence if not isinstance(pair.sequence, SeqColumns) else ()
-            for j, event in enumerate(carried or ()):
+            for j, event in enumerate(pair.sequence or ()):
                 if event.action not in ACTION_IDS:
                     raise InvalidInput(f"pairs.{k}.sequence.{j}.action", "unknown action")
         at = int(time.time()) if at is None else int(at)
@@ -265,13 +215,13 @@ class CvrServable:
         at: int,
     ) -> list[dict[str, Any]]:
         need = sorted({p.user_id for p in pairs if p.sequence is None})
-        stored: dict[str, UserEvents] = {}
+        stored: dict[str, list[SeqEvent]] = {}
         if need:
             if source is None:
                 raise NotReady("no state store: carry each pair's `sequence` in the request")
             stored = dict(zip(need, await source.sequences(need), strict=True))
-        sequences: list[UserEvents] = [
-            p.sequence if p.sequence is not None else stored.get(p.user_id, []) for p in pairs
+        sequences = [
+            list(p.sequence) if p.sequence is not None else stored.get(p.user_id, []) for p in pairs
         ]
         inputs, used = self.features(cfg, pairs, sequences, at)
         out = await loaded.infer(GRAPH, inputs)
@@ -303,25 +253,18 @@ class StoreSequences:
         self.store = store
         self.n = n
 
-    async def sequences(self, user_ids: Sequence[str]) -> list[SeqColumns]:
+    async def sequences(self, user_ids: Sequence[str]) -> list[list[SeqEvent]]:
         rows = await self.store.sequences(list(user_ids), self.n)
-        out: list[SeqColumns] = []
+        out: list[list[SeqEvent]] = []
         for row in rows:
-            acts = np.fromiter(
-                (ACTION_IDS.get(a, 0) for a in row.actions), np.int64, len(row.actions)
-            )
-            known = acts > 0  # actions this model does not know are left out, as in training
-            ts = np.asarray(row.timestamps, dtype=np.float64).astype(np.int64)[known]
             out.append(
-                SeqColumns(
-                    np.array(row.items, dtype=object)[known],
-                    np.array([c or "" for c in row.categories], dtype=object)[known],
-                    acts[known],
-                    ts,
-                    # The store keeps each user's events in (ts, event id) order; checked,
-                    # not assumed, since an out-of-order list would silently change features.
-                    bool(len(ts) < 2 or np.all(ts[1:] >= ts[:-1])),
-                )
+                [
+                    SeqEvent(str(item), str(cat or ""), str(action), int(ts))
+                    for ts, action, cat, item in zip(
+                        row.timestamps, row.actions, row.categories, row.items, strict=True
+                    )
+                    if action in ACTION_IDS
+                ]
             )
         return out
 
