@@ -74,6 +74,17 @@ def once_each(r: Any, events: Sequence[dict[str, Any]], sent: Sent) -> tuple[int
     return len(acked), lost, doubled
 
 
+def delivery(s: Stack, events: Sequence[dict[str, Any]], sent: Sent) -> dict[str, Any]:
+    """How many events were sent, acknowledged, and of those lost or applied twice."""
+    acked, lost, doubled = once_each(s.redis(), events, sent)
+    return {
+        "events": len(events),
+        "acknowledged": acked,
+        "acknowledged_lost": lost,
+        "doubled": doubled,
+    }
+
+
 # ---- 1. kill -9 of salecast and of Redis during ingest -----------------------------------------
 def crashes(s: Stack, items: Sequence[str], users: int = 200, per_user: int = 30) -> Result:
     events = event_log(users, per_user, items, seed=1)
@@ -114,21 +125,17 @@ def crashes(s: Stack, items: Sequence[str], users: int = 200, per_user: int = 30
         kills[target] += 1
     for t in threads:
         t.join()
-    acked, lost, doubled = once_each(s.redis(), events, sent)
     figures = {
-        "events": len(events),
-        "acknowledged": acked,
-        "acknowledged_lost": lost,
-        "doubled": doubled,
+        **delivery(s, events, sent),
         "kill -9 salecast": kills["salecast"],
         "kill -9 redis": kills["redis"],
         "client attempts": sent.attempts,
         "attempts answered 5xx or not at all": sent.failures,
     }
     guarantees = {
-        "every event acknowledged": acked == len(events),
-        "no acknowledged event lost": lost == 0,
-        "no event applied twice": doubled == 0,
+        "every event acknowledged": figures["acknowledged"] == figures["events"],
+        "no acknowledged event lost": figures["acknowledged_lost"] == 0,
+        "no event applied twice": figures["doubled"] == 0,
     }
     notes = (
         f"{users} users x {per_user} events, 4 clients with disjoint users sending batches of 25 "
@@ -436,20 +443,16 @@ def frozen_redis(s: Stack, items: Sequence[str], freeze_s: float = 8.0) -> Resul
     os.kill(pid, signal.SIGCONT)
     thread.join()
     wait_ready(replica.url)
-    acked, lost, doubled = once_each(s.redis(), events, sent)
     figures = {
-        "events": len(events),
-        "acknowledged": acked,
-        "acknowledged_lost": lost,
-        "doubled": doubled,
+        **delivery(s, events, sent),
         "frozen seconds": freeze_s,
         "attempts answered 5xx or not at all": sent.failures,
         "readiness answers while frozen": dict(Counter(ready_during)),
     }
     guarantees = {
-        "every event acknowledged after the thaw": acked == len(events),
-        "no acknowledged event lost": lost == 0,
-        "no event applied twice": doubled == 0,
+        "every event acknowledged after the thaw": figures["acknowledged"] == figures["events"],
+        "no acknowledged event lost": figures["acknowledged_lost"] == 0,
+        "no event applied twice": figures["doubled"] == 0,
         "not ready while Redis was frozen": 200 not in ready_during[2:],
     }
     notes = (
