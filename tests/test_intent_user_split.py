@@ -13,30 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.format2_files import format2_file
 from training.cli import build_parser, main
 from training.data import load_events
 from training.features.intent import build_samples, choose_cuts
 from training.jobs import intent as job
 
-HEADER = "user_id,age_range,gender,merchant_id,label,activity_log"
 # short windows so that a few weeks of history give many cuts
 SPEC_ARGS = ["--short-len", "3", "--long-len", "2", "--long-group", "3"]
-
-
-def _format2_file(path: Path, n_users: int = 40) -> Path:
-    """Users click in October and the run-up; two in three buy on 11-11 (the only buys)."""
-    rng = np.random.default_rng(0)
-    lines = [HEADER]
-    for user in range(1, n_users + 1):
-        days = sorted(rng.choice(np.arange(1001, 1032), size=4, replace=False).tolist())
-        days += sorted(rng.choice(np.arange(1101, 1111), size=3, replace=False).tolist())
-        records = [f"{user * 10 + k}:5:7:{d:04d}:0" for k, d in enumerate(days)]
-        if user % 3:
-            records.append(f"{user * 10}:5:7:1111:0")
-            records.append(f"{user * 10}:5:7:1111:2")
-        lines.append(f"{user},2,0,{100 + user % 4},0,{'#'.join(records)}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def _args(data: Path, *extra: str) -> list[str]:
@@ -47,7 +31,7 @@ def _args(data: Path, *extra: str) -> list[str]:
 
 
 def test_user_split_keeps_users_apart_and_purchasers_in_every_part(tmp_path: Path) -> None:
-    data = _format2_file(tmp_path / "train_format2.csv")
+    data = format2_file(tmp_path / "train_format2.csv")
     events = load_events([data], "tmall_ijcai15_format2").events
     purchase = job.TASKS.index("purchase")
 
@@ -86,7 +70,7 @@ def test_unknown_split_is_refused_naming_the_option(capsys: pytest.CaptureFixtur
 
 @pytest.mark.slow
 def test_evaluate_runs_on_format2_with_a_user_split(tmp_path: Path) -> None:
-    data = _format2_file(tmp_path / "train_format2.csv")
+    data = format2_file(tmp_path / "train_format2.csv")
     out = tmp_path / "results"
     extra = ["--split", "users", "--seeds", "1", "--epochs", "1", "--bootstrap", "20"]
     code = main(_args(data, *extra, "--results-dir", str(out)))

@@ -340,6 +340,29 @@ def chronological_split(
     return train, recent, val, test
 
 
+def user_split(
+    samples: CvrSamples, train_users: np.ndarray, val_users: np.ndarray, recent_frac: float
+) -> tuple[CvrSamples, CvrSamples, CvrSamples, CvrSamples]:
+    """(D, D_recent, validation, test) by user, for logs whose buys all fall on one day.
+
+    Every click of a user lands in the part of its user (`training.splits.user_parts`), so
+    no label is made of another part's purchases and nothing needs purging; D_recent is the
+    training users' clicks on the last ~`recent_frac` of their click days, so a promotion
+    day at the end of the log supports its own occasion's prototype (IJCAI-15
+    data_format2: Double 11's new buyers, every buy on 11-11).
+    """
+    if not 0 < recent_frac <= 1:
+        raise InvalidInput("recent_frac", f"must lie in (0, 1], got {recent_frac}")
+    user = samples.user_id.astype(str)
+    in_train = np.isin(user, train_users.astype(str))
+    in_val = np.isin(user, val_users.astype(str))
+    train = samples.subset(in_train)
+    days = np.unique(train.day)
+    n_recent = max(1, math.ceil(recent_frac * len(days))) if len(days) else 0
+    recent = train.subset(train.day >= days[-n_recent]) if n_recent else train
+    return train, recent, samples.subset(in_val), samples.subset(~in_train & ~in_val)
+
+
 def promo_click_log(
     seed: int = 0,
     n_users: int = 60,

@@ -25,6 +25,7 @@ from service.servables.intent_features import (
     build_features,
     counts_from_events,
 )
+from training.splits import USER_SPLIT_FRACTIONS, user_parts
 
 
 @dataclass
@@ -169,37 +170,11 @@ def time_split(
     return train, val, test
 
 
-#: Training / validation / test shares of the users in `user_split` (DINOP's BOP split).
-USER_SPLIT_FRACTIONS = (0.45, 0.15, 0.40)
-
-
 def user_split(
     samples: IntentSamples, seed: int, fractions: tuple[float, float, float] = USER_SPLIT_FRACTIONS
 ) -> tuple[IntentSamples, IntentSamples, IntentSamples]:
-    """Train / validation / test by user (seeded): all rows of a user, every cut, in one part.
-
-    For logs whose purchases all fall in one label window (IJCAI-15 data_format2: its lines
-    are Double 11's new buyers, every purchase is on 11-11), where a split by cut leaves no
-    purchaser to train on. No test user's row is seen in training; the calendar is shared
-    (training rows of the Double 11 cut are as late as the test ones), as in DINOP's BOP.
+    """Train / validation / test by user (`training.splits.user_parts`): all rows of a user,
+    every cut, in one part; for logs whose purchases all fall in one label window.
     """
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-9:
-        raise ValueError(
-            f"user split fractions must be 3 positive shares summing to 1: {fractions}"
-        )
-    users = np.unique(samples.user_id)
-    if len(users) < 3:
-        raise ValueError(
-            f"a user split needs at least 3 users with history, the data has {len(users)}"
-        )
-    order = np.random.default_rng(seed).permutation(users)
-    n_train = max(1, round(fractions[0] * len(users)))
-    n_val = max(1, min(len(users) - n_train - 1, round(fractions[1] * len(users))))
-    train_users, val_users = order[:n_train], order[n_train : n_train + n_val]
-    in_train = np.isin(samples.user_id, train_users)
-    in_val = np.isin(samples.user_id, val_users)
-    return (
-        samples.subset(in_train),
-        samples.subset(in_val),
-        samples.subset(~in_train & ~in_val),
-    )
+    in_train, in_val, in_test = user_parts(samples.user_id, seed, fractions)
+    return samples.subset(in_train), samples.subset(in_val), samples.subset(in_test)

@@ -7,8 +7,10 @@ class are the mean frozen-FRN representation of one support day of that occasion
 Split (`training.features.cvr.chronological_split`): by click day into D, validation and
 test, D_recent the last days of D; training clicks whose label window reaches validation
 (and validation clicks whose window reaches test) are purged, and the vocabulary holds ids
-seen in D only. Both stages, and every neural baseline, train through `training.loop.fit`
-with early stopping on the validation AUC (best epoch restored).
+seen in D only. `--split users` (`training.features.cvr.user_split`) splits users instead,
+for logs whose buys all fall on one day, where a day split leaves no buy to train on.
+Both stages, and every neural baseline, train through `training.loop.fit` with early
+stopping on the validation AUC (best epoch restored).
 
 `--refresh-prototypes-from ARTIFACT_DIR --data ...` recomputes the prototypes (and the item
 statistics snapshot) from new days with the artifact's frozen weights and writes a new
@@ -55,10 +57,12 @@ from training.features.cvr import (
     item_stats_table,
     promo_click_log,
     split_days,
+    user_split,
 )
 from training.jobs.common import add_common_arguments, budget, dataset_name, set_threads
 from training.loop import Budget, FitReport, fit, minibatch_epoch, seed_everything
 from training.metrics import auc, log_loss
+from training.splits import USER_SPLIT_FRACTIONS, user_parts
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--label-days", type=float, default=3.0, help="click -> buy window (days)")
     g.add_argument("--seq-len", type=int, default=20)
     g.add_argument("--stats-window", type=int, default=100)
+    g.add_argument(
+        "--split",
+        choices=("time", "users"),
+        default="time",
+        help="time: by click day (the last days test); users: every click of a user in one "
+        f"part, users split {'/'.join(str(round(100 * f)) for f in USER_SPLIT_FRACTIONS)} %% "
+        "by --seed, for logs whose buys all fall on one day (IJCAI-15 data_format2)",
+    )
     g.add_argument("--test-frac", type=float, default=0.2, help="last days' share of samples")
     g.add_argument("--val-frac", type=float, default=0.1, help="validation: share before test")
     g.add_argument("--recent-frac", type=float, default=0.25, help="D_recent: last share of days")
@@ -443,7 +455,8 @@ class Prepared:
     calendar: OccasionCalendar
     events: pd.DataFrame
     digest: str
-    days: DaySplit
+    days: DaySplit | None  # None: split by user (`--split users`)
+    seed: int  # the user split's seed
 
     def split_text(self) -> str:
         def days(s: CvrSamples) -> str:
@@ -453,11 +466,20 @@ class Prepared:
             b = pd.Timestamp(int(s.day.max()) * 86400, unit="s").date()
             return f"{a}..{b}"
 
+        parts = (
+            f"D {days(self.train)} ({len(self.train)} clicks), D_recent {days(self.recent)} "
+            f"({len(self.recent)}), validation {days(self.val)} ({len(self.val)}), test "
+            f"{days(self.test)} ({len(self.test)})"
+        )
+        if self.days is None:
+            shares = "/".join(str(round(100 * f)) for f in USER_SPLIT_FRACTIONS)
+            return (
+                f"by user, {shares} % train/validation/test (seed {self.seed}): {parts}; "
+                "D_recent the training users' last days; vocabulary from training users only"
+            )
         return (
-            f"chronological by click day: D {days(self.train)} ({len(self.train)} clicks), "
-            f"D_recent {days(self.recent)} ({len(self.recent)}), validation {days(self.val)} "
-            f"({len(self.val)}), test {days(self.test)} ({len(self.test)}); clicks whose label "
-            "window reaches the next part are purged; vocabulary from D's days only"
+            f"chronological by click day: {parts}; clicks whose label window reaches the next "
+            "part are purged; vocabulary from D's days only"
         )
 
 
@@ -465,14 +487,25 @@ def prepare(args: argparse.Namespace) -> Prepared:
     events, digest, source_calendar = load_data(args)
     calendar = make_calendar(args, events, source_calendar)
     spec = _spec(args)
-    days = split_days(
-        click_days(events), args.test_frac, args.recent_frac, args.val_frac, args.label_days
-    )
-    # The vocabulary holds ids seen in the training days only: a later click on an item that
-    # first appears in validation or test is scored as an unknown item, as it would be online.
-    vocab = Vocab.build(events[events["ts"] < days.val_start * 86400])
-    samples = build_samples(events, calendar, vocab, spec, args.label_days)
-    train, recent, val, test = chronological_split(samples, days, args.label_days)
+    days: DaySplit | None = None
+    if getattr(args, "split", "time") == "users":
+        users = events["user_id"].astype(str).to_numpy()
+        in_train, in_val, _ = user_parts(users, args.seed)
+        # Vocabulary from the training users' events only: a test user is a new user.
+        vocab = Vocab.build(events[in_train])
+        samples = build_samples(events, calendar, vocab, spec, args.label_days)
+        train, recent, val, test = user_split(
+            samples, np.unique(users[in_train]), np.unique(users[in_val]), args.recent_frac
+        )
+    else:
+        days = split_days(
+            click_days(events), args.test_frac, args.recent_frac, args.val_frac, args.label_days
+        )
+        # The vocabulary holds ids seen in the training days only: a later click on an item
+        # that first appears in validation or test is scored as an unknown item, as online.
+        vocab = Vocab.build(events[events["ts"] < days.val_start * 86400])
+        samples = build_samples(events, calendar, vocab, spec, args.label_days)
+        train, recent, val, test = chronological_split(samples, days, args.label_days)
     log.info(
         "samples: D %d (pos %.3f), D_recent %d, val %d, test %d (pos %.3f)",
         len(train), train.label.mean() if len(train) else 0.0, len(recent), len(val),
@@ -483,7 +516,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
             "data",
             f"no buy among the {len(train)} training clicks once clicks whose "
             f"{args.label_days:g}-day label window reaches validation are purged: this log's "
-            "buys all fall after its training days (a day split cannot evaluate it)",
+            "buys all fall after its training days (a day split cannot evaluate it: "
+            "try --split users)",
         )
     if not len(train) or not len(val) or not len(test):
         raise InvalidInput(
@@ -492,7 +526,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
             f"validation and {len(test)} test clicks (shorten --label-days or widen "
             "--val-frac / --test-frac)",
         )
-    return Prepared(vocab, train, recent, val, test, calendar, events, digest, days)
+    return Prepared(vocab, train, recent, val, test, calendar, events, digest, days, args.seed)
 
 
 def baseline_validation(prep: Prepared, seed: int) -> dict[str, dict[str, float | None]]:

@@ -12,8 +12,9 @@ representation) runs with the first seed.
 
 Event logs (`evaluate_bop`): BOP, buy-through-promotion, on the log's one promotion day;
 the paper's year-over-year split is impossible with one such day, so users are split
-instead (seeded, 45 / 15 / 40 % train / validation / test), keeping every test user's
-pairs unseen in training; the interval resamples test users.
+instead (`training.splits.user_parts`, seeded, 45 / 15 / 40 % train / validation /
+test), keeping every test user's pairs unseen in training; the interval resamples test
+users.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from training.jobs import dinop as job
 from training.jobs.common import budget, dataset_name, new_comparison, seed_list, set_threads
 from training.metrics import AucScorer, auc, mean_absolute_error
 from training.reporting import write_accuracy
+from training.splits import user_parts
 from training.stats import Scorer
 
 log = logging.getLogger(__name__)
@@ -282,12 +284,9 @@ def evaluate_bop(args: argparse.Namespace) -> dict[str, Any]:
     log_ = load_events(paths, args.format)
     dataset = dataset_name(args)
     bs, promo = build_bop_set(log_.events, presale_days=args.bop_presale_days)
-    users = np.array(sorted(set(bs.user_id.tolist())))
-    order = np.random.default_rng(args.seed).permutation(users)
-    n_test, n_val = round(0.40 * len(users)), round(0.15 * len(users))
-    part = {u: "test" for u in order[:n_test]} | {u: "val" for u in order[n_test : n_test + n_val]}
-    where = np.array([part.get(u, "train") for u in bs.user_id])
-    sets = {name: bs.subset(np.flatnonzero(where == name)) for name in ("train", "val", "test")}
+    parts = user_parts(bs.user_id, args.seed)
+    names = ("train", "val", "test")
+    sets = {name: bs.subset(np.flatnonzero(m)) for name, m in zip(names, parts, strict=True)}
     tr, va, te = (sets[k].arrays() for k in ("train", "val", "test"))
     test = sets["test"]
     comparison = new_comparison(

@@ -40,7 +40,6 @@ from training.artifacts import write_artifact
 from training.baselines.multitask import ClassicalBaselines
 from training.comparison import validation_summary
 from training.features.intent import (
-    USER_SPLIT_FRACTIONS,
     IntentSamples,
     build_samples,
     choose_cuts,
@@ -50,6 +49,7 @@ from training.features.intent import (
 from training.jobs.common import add_common_arguments, budget, dataset_name, set_threads
 from training.loop import Budget, FitReport, fit, minibatch_epoch, seed_everything
 from training.metrics import auc
+from training.splits import USER_SPLIT_FRACTIONS
 
 log = logging.getLogger(__name__)
 
