@@ -125,6 +125,12 @@ RUNS: dict[str, dict[str, list[str]]] = {
             "--data", "{data}/tmall_ijcai15_userlog/user_log_head.csv.gz", "--format",
             "tmall_ijcai15", "--seeds", "3",
         ],
+        # the sample's promotion weeks all fall in 2010: Black Friday trains, Cyber Monday
+        # validates, Christmas tests (the full file's 2011 season allows the year split)
+        "uci_online_retail_ii": [
+            "--data", "{data}/uci_online_retail_ii", "--format", "online_retail", "--split",
+            "dates", "--seeds", "3",
+        ],
     },
 }  # fmt: skip
 

@@ -245,3 +245,37 @@ def test_split_refuses_a_test_year_that_is_not_after_the_train_year() -> None:
         with pytest.raises(InvalidInput, match="must come after the train year") as err:
             job.prepare(sales, args)
         assert err.value.field == "test_year"
+
+
+def test_date_split_cuts_one_timeline_for_a_single_year_log() -> None:
+    """`--split dates`: the last date tests, the one before validates, the rest train; a log
+    whose promotion days fall in one year is refused by the year split and named the option."""
+    import argparse
+
+    from service.errors import InvalidInput
+    from training.jobs import dinop as job
+    from training.synthetic import generate_sales
+
+    sales = generate_sales(n_regions=3, n_categories=2, years=3, seed=2)
+    ps = job.build_promo_set(sales, 4, 13)[0]
+    busiest = max(
+        set(ps.years.tolist()), key=lambda y: len(np.unique(ps.promo_date[ps.years == y]))
+    )
+    one_year = ps.years == busiest
+    assert len(np.unique(ps.promo_date[one_year])) >= 3  # enough for train, validation, test
+    with pytest.raises(InvalidInput, match="--split dates"):
+        job.split_years(ps.subset(np.flatnonzero(one_year)), None, None)
+
+    args = argparse.Namespace(presale_steps=4, static_steps=13, split="dates", test_days=2)
+    prep = job.prepare(sales, args)
+    every = np.unique(ps.promo_date)
+    assert set(np.unique(prep.test.promo_date)) == set(every[-2:])
+    assert set(np.unique(prep.val.promo_date)) == {every[-3]}
+    assert prep.train.promo_date.max() < prep.val.promo_date.min()
+    assert len(prep.train) + len(prep.val) + len(prep.test) == len(ps)
+    assert prep.split.startswith("one timeline of promotion dates: train (")
+    assert prep.tr["gmv"].mean() == pytest.approx(0.0, abs=1e-5)  # training statistics
+    for val_days, test_days in ((0, 1), (1, 0), (len(every) - 1, 1)):
+        bad = argparse.Namespace(**{**vars(args), "val_days": val_days, "test_days": test_days})
+        with pytest.raises(InvalidInput, match="leave a date to train on"):
+            job.prepare(sales, bad)

@@ -64,10 +64,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-year", type=int, default=None, help="default: first full year")
     parser.add_argument("--test-year", type=int, default=None, help="default: train year + 1")
     parser.add_argument(
+        "--split",
+        choices=("years", "dates"),
+        default="years",
+        help="years: train year -> test year (paper); dates: one timeline of promotion dates, "
+        "the last --test-days test, the --val-days before them validate, the rest train "
+        "(logs whose promotion days fall in one year)",
+    )
+    parser.add_argument(
         "--val-days",
         type=int,
         default=1,
-        help="the test year's first N promotion dates validate instead of testing",
+        help="promotion dates that validate: the test year's first N (years) or the N before "
+        "the test dates (dates)",
+    )
+    parser.add_argument(
+        "--test-days", type=int, default=1, help="--split dates: the last N promotion dates test"
     )
     parser.add_argument(
         "--epochs", type=int, default=40, help="epoch budget of every network (early stop)"
@@ -100,7 +112,10 @@ def load_data(args: argparse.Namespace) -> tuple[SalesData, str]:
 def split_years(ps: PromoSet, train_year: int | None, test_year: int | None) -> tuple[int, int]:
     years = sorted(set(ps.years.tolist()))
     if len(years) < 2:
-        raise InvalidInput("data", f"promotion days span one year only ({years}); need two")
+        raise InvalidInput(
+            "data",
+            f"promotion days span one year only ({years}); need two, or --split dates",
+        )
     train_year = train_year if train_year is not None else years[0]
     test_year = test_year if test_year is not None else train_year + 1
     if train_year not in years or test_year not in years:
@@ -132,39 +147,71 @@ class Prepared:
         return SalesTargets(self.feat, self.val, self.test)
 
 
+def split_dates(ps: PromoSet, val_days: int, test_days: int) -> tuple[np.ndarray, ...]:
+    """Masks (train, validation, test) over `ps` on one timeline of promotion dates.
+
+    The last `test_days` dates test, the `val_days` before them validate, every earlier date
+    trains: time order without a year boundary, for logs whose promotion days fall in one
+    year (UCI Online Retail II's sample: Black Friday, Cyber Monday and Christmas 2010).
+    """
+    dates = np.unique(ps.promo_date)
+    if val_days < 1 or test_days < 1 or val_days + test_days >= len(dates):
+        raise InvalidInput(
+            "val_days",
+            f"{len(dates)} promotion dates; --val-days ({val_days}) and --test-days "
+            f"({test_days}) must each be at least 1 and leave a date to train on",
+        )
+    test_from, val_from = dates[-test_days], dates[-test_days - val_days]
+    is_test = ps.promo_date >= test_from
+    is_val = (ps.promo_date >= val_from) & ~is_test
+    return ~is_val & ~is_test, is_val, is_test
+
+
 def prepare(data: SalesData, args: argparse.Namespace) -> Prepared:
     """Train on the train year's promotion days; validate on the first `--val-days` of the
     next one's, which lie between training and the rest of the test year; test on the rest.
+    `--split dates` cuts one timeline of promotion dates instead (`split_dates`).
 
     Validating inside the test year keeps every training promotion day for training (a
     train year has few: Walmart's 2010 has three usable ones) while staying in time order:
     nothing the model selects on lies after anything it is tested on.
     """
     ps, feat = build_promo_set(data, args.presale_steps, args.static_steps)
-    train_year, test_year = split_years(ps, args.train_year, args.test_year)
-    in_test_year = np.flatnonzero(ps.years == test_year)
-    dates = np.unique(ps.promo_date[in_test_year])
     val_days = int(getattr(args, "val_days", 1))
-    if not 1 <= val_days < len(dates):
-        raise InvalidInput(
-            "val_days",
-            f"{test_year} has {len(dates)} promotion dates; between 1 and {len(dates) - 1} "
-            f"can validate, got {val_days}",
+    if getattr(args, "split", "years") == "dates":
+        masks = split_dates(ps, val_days, int(getattr(args, "test_days", 1)))
+        train_ps, val_ps, test_ps = (ps.subset(np.flatnonzero(m)) for m in masks)
+        parts = ("one timeline of promotion dates: train", "validation", "test")
+    else:
+        train_year, test_year = split_years(ps, args.train_year, args.test_year)
+        in_test_year = np.flatnonzero(ps.years == test_year)
+        dates = np.unique(ps.promo_date[in_test_year])
+        if not 1 <= val_days < len(dates):
+            raise InvalidInput(
+                "val_days",
+                f"{test_year} has {len(dates)} promotion dates; between 1 and "
+                f"{len(dates) - 1} can validate, got {val_days}",
+            )
+        is_val = np.isin(ps.promo_date[in_test_year], dates[:val_days])
+        train_ps = ps.subset(np.flatnonzero(ps.years == train_year))
+        val_ps = ps.subset(in_test_year[is_val])
+        test_ps = ps.subset(in_test_year[~is_val])
+        parts = (
+            f"train: promotion days of {train_year}",
+            f"validation: the first {val_days} of {test_year}",
+            f"test: the rest of {test_year}",
         )
-    is_val = np.isin(ps.promo_date[in_test_year], dates[:val_days])
-    train_ps = ps.subset(np.flatnonzero(ps.years == train_year))
-    val_ps = ps.subset(in_test_year[is_val])
-    test_ps = ps.subset(in_test_year[~is_val])
     fit_statistics(feat, train_ps)  # z-scores and the GMV scale from training days only
 
     def when(p: PromoSet) -> str:
-        return ", ".join(str(np.datetime64(d, "D")) for d in np.unique(p.promo_date))
+        days = ", ".join(str(np.datetime64(d, "D")) for d in np.unique(p.promo_date))
+        return f"({days}; {len(p)} item-days)"
 
     split = (
-        f"train: promotion days of {train_year} ({when(train_ps)}; {len(train_ps)} "
-        f"item-days), validation: the first {val_days} of {test_year} ({when(val_ps)}; "
-        f"{len(val_ps)} item-days), test: the rest of {test_year} ({when(test_ps)}; "
-        f"{len(test_ps)} item-days); statistics from the training item-days only"
+        ", ".join(
+            f"{name} {when(p)}" for name, p in zip(parts, (train_ps, val_ps, test_ps), strict=True)
+        )
+        + "; statistics from the training item-days only"
     )
     return Prepared(
         feat, train_ps, val_ps, test_ps, tensors(feat, train_ps), tensors(feat, val_ps),
