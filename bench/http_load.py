@@ -379,7 +379,9 @@ def write(
             else f"ray-serve: not run, Ray Serve cannot be imported here ({ray_error}); "
             "install the bench extra."
             if ray_error
-            else "ray-serve: one replica, @serve.batch up to 32 requests / 1 ms.",
+            else "ray-serve: one replica admitting 64 requests at once "
+            "(max_ongoing_requests; Ray's default 5 caps batches at 5), @serve.batch up to 32 "
+            "requests / 1 ms.",
             f"Mean requests joined per ORT call by salecast's micro-batcher: {per_call:.2f}."
             if per_call is not None
             else "",

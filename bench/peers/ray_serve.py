@@ -4,7 +4,9 @@
 ``naive-fastapi-ort`` peer (`POST /v1/infer` with the graph's inputs as JSON; shared inputs
 such as IMN's item table loaded once, sampling noise drawn per request). Concurrent requests
 are joined by `@serve.batch` (up to `--max-batch` requests, waiting at most `--wait-ms`) into
-one ORT call and split back, which is Ray Serve's own answer to micro-batching.
+one ORT call and split back, which is Ray Serve's own answer to micro-batching; the replica
+admits `--max-ongoing` (64) requests at once, as Ray's guide to batching advises (its
+default of 5 caps a batch at 5 and leaves the rest to the router's retry backoff).
 
 Ray Serve comes from the ``bench`` extra (``pip install -e '.[bench]'``); it starts a local Ray
 cluster (GCS, raylet, HTTP proxy, one replica) in this process's session. Run:
@@ -31,12 +33,19 @@ def build(
     threads: int,
     max_batch: int,
     wait_ms: float,
+    max_ongoing: int,
 ) -> Any:
     from ray import serve
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
-    @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+    # Ray Serve lets at most `max_ongoing_requests` (default 5 since Ray 2.32) wait on one
+    # replica; beyond it the proxy's router holds and retries requests with backoff, so 32
+    # connections against the default measure the router's backoff, not batching (about 10
+    # requests/s here). A user tuning for batching raises it to at least the batch size.
+    @serve.deployment(
+        num_replicas=1, max_ongoing_requests=max_ongoing, ray_actor_options={"num_cpus": 0}
+    )
     class OnnxGraph:
         def __init__(self) -> None:
             import onnxruntime as ort
@@ -97,6 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--wait-ms", type=float, default=1.0)
+    parser.add_argument(
+        "--max-ongoing",
+        type=int,
+        default=64,
+        help="max_ongoing_requests of the replica (Ray's default, 5, starves @serve.batch)",
+    )
     args = parser.parse_args(argv)
     import ray
     from ray import serve
@@ -109,8 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": args.host, "port": args.port})
     app = build(
-        args.artifact, args.graph, shared, normal, args.threads, args.max_batch, args.wait_ms
-    )
+        args.artifact, args.graph, shared, normal, args.threads, args.max_batch, args.wait_ms,
+        args.max_ongoing,
+    )  # fmt: skip
     serve.run(app, route_prefix="/", blocking=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
