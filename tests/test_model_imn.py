@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -241,3 +243,66 @@ def test_vocabulary_holds_the_training_split_only() -> None:
     assert "only-in-test" not in prep.vocab.items
     assert set(prep.vocab.items[1:]) == set(prep.events.iloc[: prep.n_train]["item_id"])
     assert prep.test.item_index[-1] == 0  # scored as an unknown item: a miss for every method
+
+
+def _job_args(*extra: str) -> Any:
+    import argparse
+
+    from training.jobs.imn import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--epochs", "2", "--dim", "8", "--negatives", "16", *extra])
+    args.seed = 0
+    return args
+
+
+def test_fusion_weights_are_chosen_on_validation_and_kept_by_the_model() -> None:
+    """Sec. 5.5: eq. 23's weights come from the grid by validation Recall@20; the model
+    keeps the winner (its graph bakes them in); JODIE (no MI head) has nothing to choose."""
+    from training.baselines.nextitem import RankingMetrics
+    from training.jobs import imn as job
+
+    prep = job.prepare(_events(n_users=20, n_items=30, per_user=12), "x" * 64, "test")
+    args = _job_args()
+    model, _, found = job.fit_imn(prep, job.imn_config(prep, args), args)
+    scores = found["validation_recall@20"]
+    assert set(scores) == {f"{m:g}/{n:g}" for m, n in job.FUSION_GRID}
+    best = max(scores.values())
+    first_best = next(p for p in job.FUSION_GRID if scores[f"{p[0]:g}/{p[1]:g}"] == best)
+    assert found["chosen"] == list(first_best)  # ties keep the grid's order (paper first)
+    assert (model.config.alpha_m, model.config.alpha_n) == first_best
+    # the choice is what a validation replay with those weights scores
+    states = job.States(model, prep.stream.num_user_slots)
+    job.replay(model, prep.train, states)
+    again = RankingMetrics()
+    job.replay(model, prep.val, states, again)
+    assert again.result()["recall@20"] == pytest.approx(best)
+
+    jodie = job.imn_config(prep, args, use_resource=False, use_mi=False, alpha_n=0.0)
+    assert job.fit_imn(prep, jodie, args)[2] == {}
+    fixed = _job_args("--no-fusion-search")
+    model, _, found = job.fit_imn(prep, job.imn_config(prep, fixed), fixed)
+    assert found == {} and (model.config.alpha_m, model.config.alpha_n) == (0.75, 0.25)
+
+
+def test_gru4rec_windows_chain_and_start_from_the_carried_hidden_state() -> None:
+    """Training windows start from the state the user's previous window ended with, as the
+    replay carries it (the docstring's promise); the first window starts from zeros."""
+    from training.baselines.nextitem import SessionGRU
+    from training.jobs import imn as job
+
+    prep = job.prepare(_events(n_users=6, n_items=30, per_user=50), "x" * 64, "test")
+    users = SessionGRU.sequences(prep.train, window=10)
+    assert max(len(p) for p in users) >= 3
+    for pieces in users:
+        for a, b in itertools.pairwise(pieces):
+            assert a[-1] == b[0] and len(a) == 11  # chained: b's first input is a's last target
+    gru = SessionGRU(len(prep.vocab.items), dim=8)
+    seen: list[torch.Tensor] = []
+    gru.gru.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[1].clone()))
+    opt = torch.optim.Adam(gru.parameters(), lr=1e-2)
+    gru.train_epoch(users, opt, torch.Generator().manual_seed(0), batch_size=64)
+    assert len(seen) == max(len(p) for p in users)  # one batch per round here
+    assert torch.count_nonzero(seen[0]) == 0  # first windows: no history
+    assert all(torch.count_nonzero(h) == h.numel() for h in seen[1:])  # carried, not reset

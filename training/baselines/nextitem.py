@@ -134,9 +134,12 @@ class LastItemCooccurrence:
 class SessionGRU(nn.Module):
     """GRU4Rec-style (Hidasi et al. 2016): item embedding -> GRU -> scores over all items.
 
-    Trained with full-softmax cross-entropy on each user's (session's) next item, in windows
-    of `window` steps (`sequences`), one `train_epoch` at a time inside `training.loop.fit`
-    (the job validates by replay between epochs, like IMN).
+    Trained with full-softmax cross-entropy on each user's (session's) next item, one
+    `train_epoch` at a time inside `training.loop.fit` (the job validates by replay between
+    epochs, like IMN). A user's sequence is cut into windows of `window` steps
+    (`sequences`), and each window starts from the hidden state the user's previous window
+    ended with (truncated back-propagation through time): the state the replay carries
+    across the whole stream is the state training learned to use.
     """
 
     name = "gru4rec"
@@ -149,49 +152,61 @@ class SessionGRU(nn.Module):
         self.dim = dim
 
     @staticmethod
-    def sequences(stream: EventArrays, window: int = 20) -> list[np.ndarray]:
-        """Each user's items in order, cut into pieces of `window` + 1 (input and target)."""
-        seqs: list[np.ndarray] = []
+    def sequences(stream: EventArrays, window: int = 20) -> list[list[np.ndarray]]:
+        """Per user, their items in order cut into windows of `window` + 1 (inputs and
+        targets); window k+1's first input is window k's last target, so the windows chain."""
+        users: list[list[np.ndarray]] = []
         order = np.argsort(stream.user_slot, kind="stable")
         slots = stream.user_slot[order]
         bounds = np.flatnonzero(np.diff(slots)) + 1
         for seq in np.split(stream.item_index[order], bounds):
-            for s in range(0, len(seq) - 1, window):
-                piece = seq[s : s + window + 1]
-                if len(piece) >= 2:
-                    seqs.append(piece)
-        return seqs
+            pieces = [seq[s : s + window + 1] for s in range(0, len(seq) - 1, window)]
+            pieces = [p for p in pieces if len(p) >= 2]
+            if pieces:
+                users.append(pieces)
+        return users
 
     def train_epoch(
         self,
-        seqs: list[np.ndarray],
+        users: list[list[np.ndarray]],
         opt: torch.optim.Optimizer,
         gen: torch.Generator,
         batch_size: int = 128,
     ) -> float:
-        """One pass over the training pieces in a fresh order; mean loss per target."""
+        """One pass over every window, mean loss per target.
+
+        Round r trains every user's r-th window (users in a fresh order each epoch), from
+        the detached hidden state their window r-1 ended with (zeros for the first).
+        """
         self.train()
-        perm = torch.randperm(len(seqs), generator=gen).tolist()
+        perm = torch.randperm(len(users), generator=gen).tolist()
+        carried = torch.zeros(len(users), self.dim)
         total, count = 0.0, 0
-        for b in range(0, len(perm), batch_size):
-            group = [seqs[p] for p in perm[b : b + batch_size]]
-            length = max(len(g) for g in group)
-            pad = np.zeros((len(group), length), np.int64)
-            for r, g in enumerate(group):
-                pad[r, : len(g)] = g
-            x = torch.from_numpy(pad)
-            hidden, _ = self.gru(self.embed(x[:, :-1]))  # [B, L-1, H]
-            logits = self.out(hidden)  # [B, L-1, N]
-            target = x[:, 1:]
-            mask = target > 0
-            if not mask.any():
-                continue
-            loss = F.cross_entropy(logits[mask], target[mask])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * int(mask.sum())
-            count += int(mask.sum())
+        for r in range(max(len(pieces) for pieces in users)):
+            active = [u for u in perm if len(users[u]) > r]
+            for b in range(0, len(active), batch_size):
+                rows = active[b : b + batch_size]
+                group = [users[u][r] for u in rows]
+                length = max(len(g) for g in group)
+                pad = np.zeros((len(group), length), np.int64)
+                for i, g in enumerate(group):
+                    pad[i, : len(g)] = g
+                x = torch.from_numpy(pad)
+                index = torch.tensor(rows)
+                hidden, _ = self.gru(self.embed(x[:, :-1]), carried[index].unsqueeze(0))
+                last = torch.tensor([len(g) - 2 for g in group])  # last real input step
+                carried[index] = hidden[torch.arange(len(rows)), last].detach()
+                logits = self.out(hidden)  # [B, L-1, N]
+                target = x[:, 1:]
+                mask = target > 0
+                if not mask.any():
+                    continue
+                loss = F.cross_entropy(logits[mask], target[mask])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * int(mask.sum())
+                count += int(mask.sum())
         return total / max(count, 1)
 
     @torch.no_grad()

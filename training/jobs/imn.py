@@ -15,6 +15,7 @@ on the same split, over seeds.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import tempfile
 from dataclasses import dataclass, replace
@@ -60,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda-n", type=float, default=1.0)
     parser.add_argument("--alpha-m", type=float, default=0.75, help="eq. 23 (Tmall: 0.75)")
     parser.add_argument("--alpha-n", type=float, default=0.25, help="eq. 23 (Tmall: 0.25)")
+    parser.add_argument(
+        "--fusion-search",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Sec. 5.5: after training, pick eq. 23's weights from FUSION_GRID by validation "
+        "Recall@20 (no retraining); --no-fusion-search keeps --alpha-m/--alpha-n",
+    )
     parser.add_argument("--top-k", type=int, default=100, help="k max of the scoring graph")
     parser.add_argument("--topk-chunk", type=int, default=0, help=">0: two-stage TopK chunk")
     parser.add_argument("--max-events", type=int, default=0, help="keep only the first N events")
@@ -296,9 +304,12 @@ def fit_imn(
     args: argparse.Namespace,
     label: str = "imn",
     seed: int | None = None,
-) -> tuple[IMNNet, FitReport]:
+) -> tuple[IMNNet, FitReport, dict[str, Any]]:
     """IMN-Net (or the JODIE-equivalent config) in `training.loop.fit`: one t-batch pass
-    per epoch, validated by replaying the validation split from the epoch's final states."""
+    per epoch, validated by replaying the validation split from the epoch's final states.
+    Then eq. 23's fusion weights are searched on validation (`search_fusion`) unless
+    `--no-fusion-search`; returns the model (with the chosen weights), the fit report and
+    what the search found."""
     seed = int(args.seed if seed is None else seed)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -320,7 +331,39 @@ def fit_imn(
         return val.result().get(PRIMARY, 0.0)
 
     report = fit(model, run_epoch, validate if len(prep.val) else None, budget(args), label=label)
-    return model, report
+    fusion = search_fusion(model, prep) if getattr(args, "fusion_search", True) else {}
+    return model, report, fusion
+
+
+#: Sec. 5.5's grid of eq. 23's weights (alpha_m, alpha_n). Only their ratio changes a
+#: ranking, so five points span it from distance-only to MI-only; the paper's Tmall best
+#: comes first, so a tie on validation keeps it.
+FUSION_GRID = ((0.75, 0.25), (1.0, 0.0), (0.5, 0.5), (0.25, 0.75), (0.0, 1.0))
+
+
+def search_fusion(model: IMNNet, prep: Prepared) -> dict[str, Any]:
+    """Pick eq. 23's fusion weights by validation Recall@20, as Sec. 5.5 tunes them.
+
+    The weights only enter the ranking (`IMNNet.fused_scores`), never a state update, so
+    no retraining is needed: the training split is replayed once, and the validation split
+    from a copy of those states once per grid point. The model keeps the best pair (its
+    exported graph bakes them in); without the MI head (JODIE) or a validation split there
+    is nothing to choose and the configured pair stays.
+    """
+    if not model.config.use_mi or not len(prep.val):
+        return {}
+    after_train = States(model, prep.stream.num_user_slots)
+    replay(model, prep.train, after_train)
+    found: dict[str, float] = {}
+    for alpha_m, alpha_n in FUSION_GRID:
+        model.config = replace(model.config, alpha_m=alpha_m, alpha_n=alpha_n)
+        metrics = RankingMetrics()
+        replay(model, prep.val, copy.deepcopy(after_train), metrics)
+        found[f"{alpha_m:g}/{alpha_n:g}"] = metrics.result().get(PRIMARY, 0.0)
+    best = max(FUSION_GRID, key=lambda pair: found[f"{pair[0]:g}/{pair[1]:g}"])
+    model.config = replace(model.config, alpha_m=best[0], alpha_n=best[1])
+    log.info("fusion weights %s chosen on validation: %s", best, found)
+    return {"chosen": list(best), f"validation_{PRIMARY}": found}
 
 
 def imn_config(prep: Prepared, args: argparse.Namespace, **overrides: Any) -> IMNConfig:
@@ -456,7 +499,7 @@ def train_prepared(
     (`bench.imn_online`), which must not count the history twice.
     """
     set_threads(args)
-    model, report = fit_imn(prep, imn_config(prep, args), args)
+    model, report, fusion = fit_imn(prep, imn_config(prep, args), args)
     val_states = States(model, prep.stream.num_user_slots)
     replay(model, prep.train, val_states)
     val_metrics = RankingMetrics()
@@ -476,6 +519,7 @@ def train_prepared(
         ),
         "test": test.result(),
         "fit": report.to_dict(),
+        **({"fusion_search": fusion} if fusion else {}),
     }
     if fresh_state:
         states = States(model, prep.stream.num_user_slots)

@@ -90,6 +90,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     reference: dict[str, np.ndarray] = {}
     comparison: Comparison | None = None
     curves: dict[str, list[float]] = {}
+    fusion: dict[str, dict[str, Any]] = {}
 
     def record(
         name: str,
@@ -137,7 +138,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         ):
             t0 = time.perf_counter()
             cfg = job.imn_config(prep, args, **overrides)
-            model, report = job.fit_imn(prep, cfg, args, f"{name} seed {seed}", seed)
+            model, report, found = job.fit_imn(prep, cfg, args, f"{name} seed {seed}", seed)
+            if found:
+                fusion[f"{name} seed {seed}"] = found
             metrics, _ = job.score_test(model, prep)
             role: Role = "ours" if name == OURS else "baseline"
             record(name, role, seed, metrics, t0, report)
@@ -154,8 +157,16 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         f"head (a baseline: the JODIE paper's model). Learned methods: Adam lr {args.lr}, at "
         f"most {args.epochs} epochs, early stopping on the validation Recall@20 (patience "
         f"{budget(args).patience}), best epoch restored; dim {args.dim}, IMN's N "
-        f"{args.negatives}, alpha {args.alpha_m}/{args.alpha_n}. "
-        f"{getattr(args, 'threads', 1)} torch CPU thread(s). Recall@k curves: first seed."
+        f"{args.negatives}, "
+        + (
+            "eq. 23's alpha_m/alpha_n chosen per seed on the validation Recall@20 from "
+            f"{'; '.join(f'{m:g}/{n:g}' for m, n in job.FUSION_GRID)} (`fusion_search`). "
+            if getattr(args, "fusion_search", True)
+            else f"alpha {args.alpha_m}/{args.alpha_n} (fixed). "
+        )
+        + f"{getattr(args, 'threads', 1)} torch CPU thread(s). GRU4Rec trains on windows of "
+        "20 steps per user, each window starting from the hidden state the previous one "
+        "ended with (truncated BPTT), as its replay carries it. Recall@k curves: first seed."
     )
     record_kwargs = comparison.record()
     path = write_accuracy(
@@ -165,7 +176,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         data_sha256=prep.sha256,
         split=job.SPLIT,
         notes=notes,
-        extra={"recall_curve": {"k": list(CURVE_KS), **curves}},
+        extra={"recall_curve": {"k": list(CURVE_KS), **curves}, "fusion_search": fusion},
         **record_kwargs,
     )
     if getattr(args, "plot", False):
