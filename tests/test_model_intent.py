@@ -242,3 +242,24 @@ def test_heads_are_the_action_vocabulary() -> None:
     from service.actions import ACTIONS
 
     assert TASKS == ACTIONS
+
+
+def test_order_volume_is_scored_against_the_zero_reference() -> None:
+    """WMAPE gives predicting 0 everywhere exactly 1.0, the "win" the issue found; RMSE and
+    Poisson deviance charge missing the buyers, so a prediction that tracks the volumes beats
+    the zero reference on them even where its WMAPE is no better."""
+    from training.jobs.intent import volume_metrics
+
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 3, 0, 1], dtype=np.float32)
+    zero = volume_metrics(y, np.zeros_like(y))
+    assert zero["order_volume.wmape"] == pytest.approx(1.0)
+    tracking = volume_metrics(y, np.where(y > 0, y, 0.6).astype(np.float32))
+    assert tracking["order_volume.wmape"] >= zero["order_volume.wmape"]  # WMAPE: no better
+    assert tracking["order_volume.rmse"] < zero["order_volume.rmse"]
+    assert tracking["order_volume.poisson_deviance"] < zero["order_volume.poisson_deviance"]
+    exact = volume_metrics(y, y)
+    assert exact["order_volume.rmse"] == 0.0
+    assert exact["order_volume.poisson_deviance"] == pytest.approx(0.0, abs=1e-5)
+    # deviance by hand for one row: y=3, mu=1 -> 2 * (3 ln 3 - 2)
+    one = volume_metrics(np.array([3.0]), np.array([1.0]))
+    assert one["order_volume.poisson_deviance"] == pytest.approx(2 * (3 * np.log(3) - 2))

@@ -252,7 +252,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         f"{getattr(args, 'threads', 1)} torch CPU thread(s). "
         "Allocation: purchasers captured on the test cuts at equal spend by the first seed's "
         "TPG-DNN (see `allocation`). Reliability: equal-count bins of the first seed's test "
-        "predictions."
+        "predictions. Order volume: most rows buy nothing, so WMAPE is 1.0 for predicting 0 "
+        "everywhere; judge it by RMSE and Poisson deviance against `order_volume_references` "
+        "(0 for everyone, the training mean for everyone)."
     )
     path = write_accuracy(
         args.results_dir,
@@ -261,7 +263,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         data_sha256=sha,
         split=_split_text(args, (train_s, val_s, test_s)),
         notes=notes,
-        extra={"allocation": allocation, "reliability": curves},
+        extra={
+            "allocation": allocation,
+            "reliability": curves,
+            "order_volume_references": job.volume_references(train_s, test_s),
+        },
         **record_kwargs,
     )
     log.info("wrote %s", path)
