@@ -40,6 +40,13 @@ NOTE (readings of loose notation, each covered by a test or an ablation switch):
 - Sec. 3.3 gathers "the feature cross information vector and the feature time-sequential
   information vector" into the FC net; the residual deep part's output goes in as well
   (Fig. 1 shows it feeding the same DNN).
+- Eq. 12's conditionals P(purchase | c) are learned only through the fused P(purchase) in
+  a plain reading, which lets a gate drift anywhere its product with P(c) allows. The
+  paper intends them as conditional probabilities, so each is also supervised by binary
+  cross-entropy against the purchase label on the rows where behaviour c occurred (a row
+  without c adds 0; averaged over the batch, so data-parallel shards average to it), the
+  mean over the three conditions added to the purchase loss L_PBR before eq. 22's
+  weighting (`supervise_conditionals`; ablation: off).
 - Order volume (eq. 11) is the number of purchases in the label window; the head ends in a
   softplus so it cannot go negative. MSE as in eq. 11.
 - Hyper-parameters (embedding size, CIN widths, layer sizes, heads) are not given in the
@@ -82,6 +89,7 @@ class TPGDNNConfig:
     tower_hidden: int = 16  # task towers H_Browse ... (Fig. 6; not given)
     dropout: float = 0.1  # not given; light regularisation for small samples
     use_fusion: bool = True  # eqs. 12-17 (ablation: off = independent purchase head)
+    supervise_conditionals: bool = True  # P(purchase | c) on rows with c (see NOTE)
     use_uncertainty: bool = True  # eq. 22 (ablation: off = plain sum of the losses)
 
     def __post_init__(self) -> None:
@@ -249,9 +257,11 @@ class TPGDNN(SalecastModel):
         self.log_vars = nn.Parameter(torch.zeros(len(heads)))  # s_i = log sigma_i^2, eq. 22
 
     # ---- forward --------------------------------------------------------------------------
-    def forward(
+    def outputs(
         self, fields: torch.Tensor, short: torch.Tensor, long: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+        """(P of each behaviour with the fused P(purchase), P(purchase | c) per condition
+        (empty without fusion), order volume), every tensor [B]."""
         idx = fields + self.offsets  # [B, M]
         emb = self.embedding(idx)  # [B, M, D]
         b = emb.shape[0]
@@ -263,31 +273,49 @@ class TPGDNN(SalecastModel):
 
         hidden = {t: tower(h) for t, tower in self.towers.items()}  # each [B, tower_hidden]
         probs = {t: torch.sigmoid(self.heads[t](hidden[t]).squeeze(1)) for t in TASKS}  # [B]
+        conditionals: dict[str, torch.Tensor] = {}
         if self.config.use_fusion:
             pi = torch.softmax(self.mix_logits, dim=0)  # [3]
             p_purchase = torch.zeros_like(probs["purchase"])
             for k, c in enumerate(CONDITIONS):  # eq. 12
-                p_purchase = p_purchase + pi[k] * probs[c] * self.gates[c](
-                    hidden[c], hidden["purchase"]
-                )
-        else:
-            p_purchase = probs["purchase"]
-        volume = F.softplus(self.heads["order_volume"](hidden["order_volume"]).squeeze(1))  # [B]
-        return probs["browse"], probs["collect"], probs["cart"], p_purchase, volume
+                conditionals[c] = self.gates[c](hidden[c], hidden["purchase"])
+                p_purchase = p_purchase + pi[k] * probs[c] * conditionals[c]
+            probs["purchase"] = p_purchase
+        volume = F.softplus(self.heads["order_volume"](hidden["order_volume"]).squeeze(1))
+        return probs, conditionals, volume
+
+    def forward(
+        self, fields: torch.Tensor, short: torch.Tensor, long: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        probs, _, volume = self.outputs(fields, short, long)
+        return probs["browse"], probs["collect"], probs["cart"], probs["purchase"], volume
 
     def predict(self, batch: Batch) -> Mapping[str, torch.Tensor]:
         outs = self(batch["fields"], batch["short"], batch["long"])
         return dict(zip(OUTPUTS, outs, strict=True))
 
     def task_losses(self, batch: Batch) -> torch.Tensor:
-        """The five unweighted losses [L_BBR, L_CBR, L_CAR, L_PBR, L_OV] (eqs. 7-11)."""
-        outs = self(batch["fields"], batch["short"], batch["long"])
-        labels = batch["labels"]  # [B, 4] in TASKS order, 0/1
+        """The five unweighted losses [L_BBR, L_CBR, L_CAR, L_PBR, L_OV] (eqs. 7-11); L_PBR
+        includes the conditionals' supervision (see NOTE) when it is on."""
+        probs, conditionals, volume = self.outputs(batch["fields"], batch["short"], batch["long"])
+        labels = batch["labels"].float()  # [B, 4] in TASKS order, 0/1
         cls = [
-            F.binary_cross_entropy(p.clamp(_EPS, 1 - _EPS), labels[:, k].float())
-            for k, p in enumerate(outs[:4])
+            F.binary_cross_entropy(probs[t].clamp(_EPS, 1 - _EPS), labels[:, k])
+            for k, t in enumerate(TASKS)
         ]
-        mse = F.mse_loss(outs[4], batch["order_volume"].float())
+        if self.config.supervise_conditionals and conditionals:
+            bought = labels[:, TASKS.index("purchase")]
+            # Mean over the whole batch with 0 for rows without c (not over c's rows alone):
+            # the term stays a per-row average, so data-parallel shards average to it.
+            terms = [
+                (
+                    F.binary_cross_entropy(p.clamp(_EPS, 1 - _EPS), bought, reduction="none")
+                    * labels[:, TASKS.index(c)]
+                ).mean()
+                for c, p in conditionals.items()
+            ]
+            cls[TASKS.index("purchase")] = cls[TASKS.index("purchase")] + torch.stack(terms).mean()
+        mse = F.mse_loss(volume, batch["order_volume"].float())
         return torch.stack([*cls, mse])
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:

@@ -263,3 +263,32 @@ def test_order_volume_is_scored_against_the_zero_reference() -> None:
     # deviance by hand for one row: y=3, mu=1 -> 2 * (3 ln 3 - 2)
     one = volume_metrics(np.array([3.0]), np.array([1.0]))
     assert one["order_volume.poisson_deviance"] == pytest.approx(2 * (3 * np.log(3) - 2))
+
+
+def test_each_conditional_is_supervised_on_the_rows_of_its_behaviour() -> None:
+    """P(purchase | c) gets its own cross-entropy against the purchase label on the rows
+    where c occurred, added to L_PBR; off (the ablation), L_PBR is the fused term alone."""
+    import torch.nn.functional as F
+
+    from models.tpgdnn import CONDITIONS, TASKS
+
+    model = _model().eval()
+    batch = _batch(model, 64)
+    batch["labels"][:, TASKS.index("collect")] = 0  # a behaviour no row shows: no term
+    with torch.no_grad():
+        _, conditionals, _ = model.outputs(batch["fields"], batch["short"], batch["long"])
+        plain = _model(supervise_conditionals=False).eval().task_losses(batch)
+        supervised = model.task_losses(batch)
+    labels = batch["labels"].float()
+    bought = labels[:, TASKS.index("purchase")]
+    terms = []
+    for c in CONDITIONS:
+        rows = labels[:, TASKS.index(c)] > 0
+        each = F.binary_cross_entropy(conditionals[c][rows], bought[rows], reduction="sum")
+        terms.append(each / len(bought))  # rows without c add 0 to the batch mean
+    assert terms[CONDITIONS.index("collect")] == 0  # no row shows it: nothing, not NaN
+    k = TASKS.index("purchase")
+    assert supervised[k] == pytest.approx(float(plain[k] + torch.stack(terms).mean()), rel=1e-5)
+    others = [i for i in range(5) if i != k]
+    assert torch.allclose(supervised[others], plain[others])
+    assert torch.isfinite(supervised).all()

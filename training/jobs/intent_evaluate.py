@@ -51,6 +51,8 @@ PURCHASE = TASKS.index("purchase")
 OURS = "tpg-dnn"
 VARIANTS: dict[str, dict[str, bool]] = {
     "tpg-dnn-no-fusion": {"use_fusion": False},
+    # the fusion trained only through P(purchase), as before the conditionals were supervised
+    "tpg-dnn-unsupervised-conditionals": {"supervise_conditionals": False},
     "tpg-dnn-no-uncertainty": {"use_uncertainty": False},
 }
 
