@@ -41,6 +41,10 @@ by the item's usual level (mean |sales| over the static window, floored), z-scor
 sizes span four orders of magnitude on Walmart, and an MLP on log-scaled inputs fits a
 multiplier far better than an absolute amount. This is eq. 5 with per-item weights
 1/level^2; the job and the servable multiply back before any MAE is computed.
+NOTE (GMV uplift): by default the target is the promotion-day GMV *minus the last pre-sale
+period's sales* in those units (`DinopFeatures.gmv_target_kind = "uplift"`), so the head
+learns the festival's change from the naive forecast rather than its level, and a
+promotion type absent from training falls back towards the naive forecast.
 """
 
 from __future__ import annotations

@@ -279,3 +279,36 @@ def test_date_split_cuts_one_timeline_for_a_single_year_log() -> None:
         bad = argparse.Namespace(**{**vars(args), "val_days": val_days, "test_days": test_days})
         with pytest.raises(InvalidInput, match="leave a date to train on"):
             job.prepare(sales, bad)
+
+
+def test_uplift_target_is_the_change_from_the_last_presale_period() -> None:
+    """An uplift GMV head's 0 (before z-scoring) is the naive forecast, so an unseen
+    promotion type falls back to it; both kinds invert exactly; a level head ignores it."""
+    from service.servables.dinop_features import DinopFeatures
+
+    def features(kind: str) -> DinopFeatures:
+        return DinopFeatures(
+            presale_steps=4, static_steps=13, regions=["r"], categories=["c"],
+            promo_types=["p"], dis_columns=[], du_columns=[], static_numeric=[],
+            static_text={}, gmv_mean=0.3, gmv_std=2.0, scale_floor=1.0,
+            gmv_target_kind=kind,
+        )  # fmt: skip
+
+    gmv = np.array([120.0, -5.0, 0.0, 900.0])
+    scale = np.array([100.0, 0.5, 10.0, 300.0])
+    last = np.array([100.0, 3.0, 0.0, 250.0])
+    uplift, level = features("uplift"), features("level")
+    for f in (uplift, level):
+        z = f.gmv_target(gmv, scale, last)
+        np.testing.assert_allclose(f.gmv_from(z, scale, last), gmv)
+    zero_change = (0.0 - uplift.gmv_mean) / uplift.gmv_std
+    np.testing.assert_allclose(uplift.gmv_from(np.full(4, zero_change), scale, last), last)
+    np.testing.assert_allclose(level.gmv_target(gmv, scale), level.gmv_target(gmv, scale, last))
+    assert not np.allclose(uplift.gmv_target(gmv, scale, last), level.gmv_target(gmv, scale))
+    with pytest.raises(ValueError, match="last pre-sale"):
+        uplift.gmv_target(gmv, scale)
+    with pytest.raises(ValueError, match="gmv_target_kind"):
+        features("ratio")
+    # an artifact written before the uplift existed has no such key: it reads as "level"
+    old = {k: v for k, v in level.to_config().items() if k != "gmv_target_kind"}
+    assert DinopFeatures.from_config(old).gmv_target_kind == "level"

@@ -3,7 +3,8 @@
 Why states: DINOP's item representation is a TUC-GRU over the pre-sale periods pooled by
 attention (eq. 4). The artifact's `step` graph advances one period with a streaming
 softmax, so an item's whole pre-sale history folds into one vector
-[h, m, s, acc | SII, SIS, SU, scale] kept in Redis
+[h, m, s, acc | SII, SIS, SU, scale | last] kept in Redis, `last` being the newest
+folded period's sales (an uplift GMV head predicts the change from it)
 (`sc:{i:<region/category>}:st:dinop:<version>:<promotion>`).
 The state advances as each period's sales arrive through `POST /v1/sales` (the hook below)
 and a forecast reads it back without the caller resending history.
@@ -80,7 +81,7 @@ class Tables(DinopFeatures):
 
     @property
     def state_dim(self) -> int:
-        return 2 * self.hidden + 2 + self.sii_dim + self.sis_dim + self.du_dim + 1
+        return 2 * self.hidden + 2 + self.sii_dim + self.sis_dim + self.du_dim + 2
 
     @classmethod
     def from_loaded(cls, loaded: Loaded) -> Tables:
@@ -189,6 +190,7 @@ class DinopServable:
             ("sis", tb.sis_dim),
             ("su", tb.du_dim),
             ("scale", 1),
+            ("last", 1),
         ):
             parts[name] = vec[o : o + size]
             o += size
@@ -238,6 +240,7 @@ class DinopServable:
                     tb.sis_row(static_sales, share, cum),
                     tb.du_norm(su_raw[None, :])[0] if tb.du_columns else np.zeros(1),
                     [float(np.nanmean(np.abs(static_sales))) if usual.any() else 0.0],
+                    [0.0],  # `last`: no pre-sale period folded yet (training's 0 too)
                 ]
             )
         return out
@@ -370,6 +373,7 @@ class DinopServable:
                 v[H : H + 1] = out["m_out"][k]
                 v[H + 1 : H + 2] = out["s_out"][k]
                 v[H + 2 : 2 * H + 2] = out["acc_out"][k]
+                v[-1] = rows[it][d]  # the newest folded period's sales: the uplift's base
                 last[it] = day
         return vecs, last
 
@@ -437,7 +441,9 @@ class DinopServable:
                 {
                     "region": it[0],
                     "category": it[1],
-                    "gmv": float(tb.gmv_from(out["gmv"][k], parts[k]["scale"][0])),
+                    "gmv": float(
+                        tb.gmv_from(out["gmv"][k], parts[k]["scale"][0], parts[k]["last"][0])
+                    ),
                     "best_seller_probability": float(out["bsp"][k]),
                     "slot_probabilities": [float(x) for x in slots],
                     "slot": int(np.argmax(slots)) + 1,

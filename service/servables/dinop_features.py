@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+#: What the GMV head predicts (`DinopFeatures.gmv_target_kind`).
+GMV_TARGET_KINDS = ("uplift", "level")
+
 
 def slog(x: np.ndarray) -> np.ndarray:
     """Signed log1p: keeps the sign of returns and tames the heavy sales tail."""
@@ -58,15 +61,43 @@ class DinopFeatures:
     gmv_mean: float = 0.0
     gmv_std: float = 1.0
     scale_floor: float = 1.0
+    # "uplift": the GMV head predicts the change from the last pre-sale period's sales (in
+    # units of the item's usual level), so an output of 0 is the naive forecast and a
+    # promotion type training never saw falls back to it; "level": the GMV itself (the
+    # paper's reading, and every artifact written before the uplift existed).
+    gmv_target_kind: str = "level"
 
-    def gmv_target(self, gmv: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """GMV in units of the item's usual level, z-scored (what the GMV head predicts)."""
-        z: np.ndarray = (gmv / np.maximum(scale, self.scale_floor) - self.gmv_mean) / self.gmv_std
+    def __post_init__(self) -> None:
+        if self.gmv_target_kind not in GMV_TARGET_KINDS:
+            raise ValueError(
+                f"gmv_target_kind must be one of {GMV_TARGET_KINDS}, got {self.gmv_target_kind!r}"
+            )
+
+    def _base(self, gmv_shape: tuple[int, ...], last: np.ndarray | None) -> np.ndarray | float:
+        if self.gmv_target_kind == "level":
+            return 0.0
+        if last is None:
+            raise ValueError("an uplift GMV target needs the last pre-sale period's sales")
+        return np.broadcast_to(np.asarray(last, dtype=np.float64), gmv_shape)
+
+    def gmv_target(
+        self, gmv: np.ndarray, scale: np.ndarray, last: np.ndarray | None = None
+    ) -> np.ndarray:
+        """GMV (less the last pre-sale period's sales, for an uplift target) in units of the
+        item's usual level, z-scored (what the GMV head predicts)."""
+        base = self._base(np.shape(gmv), last)
+        level = (gmv - base) / np.maximum(scale, self.scale_floor)
+        z: np.ndarray = (level - self.gmv_mean) / self.gmv_std
         return z
 
-    def gmv_from(self, z: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    def gmv_from(
+        self, z: np.ndarray, scale: np.ndarray, last: np.ndarray | None = None
+    ) -> np.ndarray:
         """Back to currency units."""
-        gmv: np.ndarray = (z * self.gmv_std + self.gmv_mean) * np.maximum(scale, self.scale_floor)
+        base = self._base(np.shape(z), last)
+        gmv: np.ndarray = (z * self.gmv_std + self.gmv_mean) * np.maximum(
+            scale, self.scale_floor
+        ) + base
         return gmv
 
     @property

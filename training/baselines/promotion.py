@@ -143,7 +143,9 @@ class SalesTargets:
 
     def _task_pred(self, task: str, pred: np.ndarray, ps: PromoSet) -> dict[str, np.ndarray]:
         if task == "gmv":
-            return {"gmv": self.feat.gmv_from(pred.astype(np.float64), ps.scale)}
+            return {
+                "gmv": self.feat.gmv_from(pred.astype(np.float64), ps.scale, ps.last_presale_sales)
+            }
         return {task: pred}
 
     def val_score(self, task: str) -> Callable[[np.ndarray], float] | None:
@@ -166,7 +168,9 @@ class SalesTargets:
         return sales_metrics(self.test, **out)
 
     def gmv(self, preds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.feat.gmv_from(preds["gmv"].astype(np.float64), self.test.scale)
+        return self.feat.gmv_from(
+            preds["gmv"].astype(np.float64), self.test.scale, self.test.last_presale_sales
+        )
 
 
 def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,10 @@ Mapping (paper section 3 -> sales panel):
 - SII = one-hot region, one-hot category, the region's static columns (z-scored numeric,
   one-hot text) and the promotion type;
 - SIS = the static window's sales (signed log) with mean, std, max and coverage;
-- labels: GMV = the item's sales on the promotion day (trained in units of the item's
-  usual level, the static window's mean |sales|: see `Featurizer.gmv_target`); BSP by
+- labels: GMV = the item's sales on the promotion day (trained as the change from the last
+  pre-sale period's sales, or with `--gmv-target level` as the sales themselves, in units
+  of the item's usual level, the static window's mean |sales|: see
+  `Featurizer.gmv_target`); BSP by
   eq. 1 over all items of the same promotion day; SS by eq. 2 with industry = category.
 
 NOTE (labels): negative sales (returns) are clipped at 0 for the shares of eqs. 1-2; the
@@ -313,7 +315,7 @@ def fit_statistics(f: Featurizer, train: PromoSet) -> None:
     positive = train.scale[train.scale > 0]
     f.scale_floor = float(np.percentile(positive, 10)) if len(positive) else 1.0
     f.gmv_mean, f.gmv_std = 0.0, 1.0
-    target = f.gmv_target(train.gmv.astype(np.float64), train.scale)
+    target = f.gmv_target(train.gmv.astype(np.float64), train.scale, train.last_presale_sales)
     f.gmv_mean = float(target.mean())
     f.gmv_std = float(target.std() or 1.0)
 
@@ -327,7 +329,9 @@ def tensors(f: Featurizer, ps: PromoSet) -> dict[str, np.ndarray]:
         "sii": ps.sii.astype(np.float32),
         "sis": ps.sis.astype(np.float32),
         "mask": ps.mask.astype(np.float32),
-        "gmv": f.gmv_target(ps.gmv.astype(np.float64), ps.scale).astype(np.float32),
+        "gmv": f.gmv_target(ps.gmv.astype(np.float64), ps.scale, ps.last_presale_sales).astype(
+            np.float32
+        ),
         "bsp": ps.bsp.astype(np.float32),
         "ss": ps.ss.astype(np.int64),
     }

@@ -32,6 +32,7 @@ import torch
 from models.dinop import DINOP, DINOPConfig
 from service.errors import InvalidInput
 from service.runtime.manifest import DataWindow
+from service.servables.dinop_features import GMV_TARGET_KINDS
 from training import distributed
 from training.artifacts import write_artifact
 from training.baselines.promotion import (
@@ -89,6 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr", type=float, default=0.05, help="Adagrad step (paper 1e-3; see docs)"
     )
     parser.add_argument("--tasks", default="gmv,bsp,ss", help="comma list of trained tasks")
+    parser.add_argument(
+        "--gmv-target",
+        choices=GMV_TARGET_KINDS,
+        default="uplift",
+        help="uplift: the GMV head predicts the change from the last pre-sale period (0 = the "
+        "naive forecast, so an unseen promotion type falls back to it); level: GMV itself",
+    )
     parser.add_argument(
         "--bop-presale-days", type=int, default=10, help="event logs: pre-sale days (BOP)"
     )
@@ -177,6 +185,7 @@ def prepare(data: SalesData, args: argparse.Namespace) -> Prepared:
     nothing the model selects on lies after anything it is tested on.
     """
     ps, feat = build_promo_set(data, args.presale_steps, args.static_steps)
+    feat.gmv_target_kind = getattr(args, "gmv_target", "uplift")
     val_days = int(getattr(args, "val_days", 1))
     if getattr(args, "split", "years") == "dates":
         masks = split_dates(ps, val_days, int(getattr(args, "test_days", 1)))
@@ -306,7 +315,7 @@ def dinop_predictions(
     out: dict[str, np.ndarray] = {}
     tasks = model.config.tasks
     if "gmv" in tasks:
-        out["gmv"] = feat.gmv_from(pred["gmv"], ps.scale)
+        out["gmv"] = feat.gmv_from(pred["gmv"], ps.scale, ps.last_presale_sales)
     for task in ("bsp", "ss"):
         if task in tasks:
             out[task] = pred[task]
