@@ -3,6 +3,8 @@
 The README links to `bench/results/SUMMARY.md` instead of quoting numbers by hand, so a
 re-run benchmark cannot leave a stale figure in the docs: `python -m bench.summary` rewrites
 the file from the JSONs, and a test fails when the committed file differs from its output.
+The same rows, per model, fill the block between `<!-- results:<model> -->` and
+`<!-- /results:<model> -->` in `docs/<model>.md`, under the same check.
 
 An accuracy result written by `training.comparison.Comparison` carries its own ranking: the
 best baseline (best seed-mean primary metric among the methods whose role is `baseline`),
@@ -17,6 +19,7 @@ offline replay, with a tolerance) shows its gap.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,6 +29,7 @@ from training.stats import VERDICTS
 
 RESULTS_DIR = Path(__file__).parent / "results"
 SUMMARY = RESULTS_DIR / "SUMMARY.md"
+DOCS_DIR = Path(__file__).parent.parent / "docs"
 PRE_SEED = "no interval (pre-seed result)"
 PARITY = "parity check"
 
@@ -59,14 +63,17 @@ def classify(record: dict[str, Any]) -> str:
     return str(comparison.get("verdict", PRE_SEED))
 
 
-def accuracy_row(record: dict[str, Any], file: str) -> str:
+def accuracy_row(
+    record: dict[str, Any], file: str, link_prefix: str = "", with_model: bool = True
+) -> str:
     metric = record["primary_metric"]
     arrow = "↑" if record["higher_is_better"] else "↓"
     ours = record["ours"]
-    head = f"| {record['model']} | {record['dataset']} | {metric} {arrow} "
+    model = f"| {record['model']} " if with_model else ""
+    head = f"{model}| {record['dataset']} | {metric} {arrow} "
     comparison = record.get("comparison")
     kind = classify(record)
-    link = f"[{file}]({file})"
+    link = f"[{file}]({link_prefix}{file})"
     if comparison:
         best = comparison.get("best_baseline")
         test = comparison["test"]
@@ -177,15 +184,58 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     return "\n".join(lines)
 
 
+def docs_table(model: str, results_dir: Path = RESULTS_DIR) -> str:
+    """The accuracy rows of one model (every data set), for its page under docs/."""
+    rows = []
+    for path in sorted(results_dir.glob(f"accuracy-{model}-*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("kind") == "accuracy" and record.get("model") == model:
+            rows.append(
+                accuracy_row(
+                    record, path.with_suffix(".md").name, "../bench/results/", with_model=False
+                )
+            )
+    return "\n".join(
+        [
+            "| data | metric | ours | best baseline | ours − baseline [95 % CI] | verdict "
+            "| table |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def render_docs(docs_dir: Path = DOCS_DIR, results_dir: Path = RESULTS_DIR) -> dict[Path, str]:
+    """Each docs page with a results block, its block regenerated from the JSONs."""
+    out: dict[Path, str] = {}
+    for page in sorted(docs_dir.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for model in re.findall(r"<!-- results:([a-z-]+) -->", text):
+            start, end = f"<!-- results:{model} -->", f"<!-- /results:{model} -->"
+            if end not in text:
+                raise ValueError(f"{page}: {start} has no closing {end}")
+            head, rest = text.split(start, 1)
+            _, tail = rest.split(end, 1)
+            text = f"{head}{start}\n{docs_table(model, results_dir)}\n{end}{tail}"
+        out[page] = text
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     text = render()
+    pages = render_docs()
     if argv and "--check" in argv:
         current = SUMMARY.read_text(encoding="utf-8") if SUMMARY.exists() else ""
-        if current != text:
-            print("bench/results/SUMMARY.md is stale: run python -m bench.summary", file=sys.stderr)
+        stale = [str(SUMMARY)] if current != text else []
+        stale += [str(p) for p, t in pages.items() if p.read_text(encoding="utf-8") != t]
+        if stale:
+            print(f"stale: {', '.join(stale)}: run python -m bench.summary", file=sys.stderr)
             return 1
         return 0
     SUMMARY.write_text(text, encoding="utf-8")
+    for page, page_text in pages.items():
+        if page.read_text(encoding="utf-8") != page_text:
+            page.write_text(page_text, encoding="utf-8")
     print(text)
     return 0
 

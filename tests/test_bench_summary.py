@@ -103,3 +103,30 @@ def test_recorded_commands_name_no_machine_path(
         if "comparison" in record:  # written by today's code
             command = record["command"]
             assert not re.search(r"(^|[\s'=])/", command) and "../" not in command, path
+
+
+def test_model_pages_show_the_committed_results() -> None:
+    # Every docs page's results block is the summary's rows for that model, regenerated
+    # by `python -m bench.summary`; a hand-copied table would drift from the JSONs.
+    from bench.summary import DOCS_DIR, render_docs
+
+    pages = render_docs()
+    with_blocks = [p.name for p, text in pages.items() if "<!-- results:" in text]
+    assert {"cvr.md", "dinop.md", "imn.md", "intent.md", "stmp.md"} <= set(with_blocks)
+    for page, text in pages.items():
+        assert (DOCS_DIR / page.name).read_text(encoding="utf-8") == text, page.name
+
+
+def test_a_results_block_is_rewritten_from_the_jsons_and_must_be_closed(tmp_path: Path) -> None:
+    from bench.summary import render_docs
+
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    results.mkdir()
+    docs.mkdir()
+    (docs / "x.md").write_text("a\n<!-- results:x -->\nold row\n<!-- /results:x -->\nb\n")
+    page = render_docs(docs, results)[docs / "x.md"]
+    assert "old row" not in page and page.startswith("a\n<!-- results:x -->\n| data |")
+    assert page.endswith("<!-- /results:x -->\nb\n")
+    (docs / "x.md").write_text("<!-- results:x -->\nno end\n")
+    with pytest.raises(ValueError, match="no closing"):
+        render_docs(docs, results)
