@@ -130,3 +130,30 @@ def test_a_results_block_is_rewritten_from_the_jsons_and_must_be_closed(tmp_path
     (docs / "x.md").write_text("<!-- results:x -->\nno end\n")
     with pytest.raises(ValueError, match="no closing"):
         render_docs(docs, results)
+
+
+def test_a_result_records_the_commit_it_ran_from(tmp_path: Path) -> None:
+    """`code`: HEAD of the checkout, "+dirty" when tracked files differ from it; None
+    where there is no git checkout at all."""
+    import subprocess
+
+    from training.reporting import code_version
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert code_version(repo) is None  # not a checkout
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "f.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "f.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert code_version(repo) == head
+    (repo / "new.txt").write_text("untracked files do not count\n")
+    (repo / "notes.md").write_text("nor markdown\n")
+    subprocess.run([*git, "add", "notes.md"], check=True)
+    assert code_version(repo) == head
+    (repo / "f.py").write_text("x = 2\n")
+    assert code_version(repo) == f"{head}+dirty"

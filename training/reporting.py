@@ -128,6 +128,32 @@ def invoked_command() -> str:
     return shlex.join([argv[0], *portable_argv(argv[1:])] if argv else [])
 
 
+def code_version(root: Path | None = None) -> str | None:
+    """The git commit the code ran from, with "+dirty" when tracked files other than
+    results and markdown differ from it (a run rewrites those itself); None outside a git
+    checkout (an installed wheel, a container without git).
+
+    Recorded in every result so a reader can tell a figure measured before a model change
+    from one measured after it, which the creation date alone cannot say.
+    """
+    import subprocess
+
+    where = root or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no", "--",
+             ".", ":(exclude)bench/results", ":(exclude)*.md"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit or None
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -170,6 +196,7 @@ def write_accuracy(
         "command": command or invoked_command(),
         "machine": machine_description(),
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "code": code_version(),
         "primary_metric": primary_metric,
         "higher_is_better": higher_is_better,
         "methods": {name: dict(values) for name, values in methods.items()},
@@ -259,7 +286,9 @@ def accuracy_markdown(record: Mapping[str, Any]) -> str:
         f"# {record['model']} on {record['dataset']}",
         "",
         f"Command: `{record['command']}`  ",
-        f"Machine: {record['machine']}; created {record['created']}  ",
+        f"Machine: {record['machine']}; created {record['created']}"
+        + (f" from commit {record['code']}" if record.get("code") else "")
+        + "  ",
         f"Split: {record['split']}; primary metric `{record['primary_metric']}` "
         f"({'higher' if record['higher_is_better'] else 'lower'} is better); "
         f"ours: `{record['ours']}`",
@@ -319,6 +348,7 @@ STANDARD_KEYS = frozenset(
         "command",
         "machine",
         "created",
+        "code",
         "primary_metric",
         "higher_is_better",
         "methods",
