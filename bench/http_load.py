@@ -51,6 +51,7 @@ from bench.http import profile
 from bench.http.drive import WRK_HINT, Load, Request, drive, wrk_available
 from bench.http.procs import HOST, Processes, free_port, on_sigterm, process_cpu_seconds, wait_ready
 from bench.http.workloads import ROUTES, Workload, build, prepare
+from bench.peers.ray_serve import MAX_ONGOING as RAY_MAX_ONGOING
 
 COUNTERS = (
     "salecast_events_applied_total",
@@ -379,7 +380,7 @@ def write(
             else f"ray-serve: not run, Ray Serve cannot be imported here ({ray_error}); "
             "install the bench extra."
             if ray_error
-            else "ray-serve: one replica admitting 64 requests at once "
+            else f"ray-serve: one replica admitting {RAY_MAX_ONGOING} requests at once "
             "(max_ongoing_requests; Ray's default 5 caps batches at 5), @serve.batch up to 32 "
             "requests / 1 ms.",
             f"Mean requests joined per ORT call by salecast's micro-batcher: {per_call:.2f}."

@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+#: Requests one replica admits at once (Ray Serve's `max_ongoing_requests`; see `build`).
+MAX_ONGOING = 64
+
 
 def build(
     artifact: Path,
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-ongoing",
         type=int,
-        default=64,
+        default=MAX_ONGOING,
         help="max_ongoing_requests of the replica (Ray's default, 5, starves @serve.batch)",
     )
     args = parser.parse_args(argv)

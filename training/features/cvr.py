@@ -340,6 +340,16 @@ def chronological_split(
     return train, recent, val, test
 
 
+def last_days(samples: CvrSamples, frac: float) -> tuple[CvrSamples, int]:
+    """The samples on the last ~`frac` of their distinct click days (at least one day), and
+    how many days that is: D_recent, LightGBM's recent window, a prototype refresh's support."""
+    days = np.unique(samples.day)
+    if not len(days):
+        return samples, 0
+    n = max(1, math.ceil(frac * len(days)))
+    return samples.subset(samples.day >= days[-n]), n
+
+
 def user_split(
     samples: CvrSamples, train_users: np.ndarray, val_users: np.ndarray, recent_frac: float
 ) -> tuple[CvrSamples, CvrSamples, CvrSamples, CvrSamples]:
@@ -357,9 +367,7 @@ def user_split(
     in_train = np.isin(user, train_users.astype(str))
     in_val = np.isin(user, val_users.astype(str))
     train = samples.subset(in_train)
-    days = np.unique(train.day)
-    n_recent = max(1, math.ceil(recent_frac * len(days))) if len(days) else 0
-    recent = train.subset(train.day >= days[-n_recent]) if n_recent else train
+    recent, _ = last_days(train, recent_frac)
     return train, recent, samples.subset(in_val), samples.subset(~in_train & ~in_val)
 
 

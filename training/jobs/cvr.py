@@ -55,6 +55,7 @@ from training.features.cvr import (
     chronological_split,
     click_days,
     item_stats_table,
+    last_days,
     promo_click_log,
     split_days,
     user_split,
@@ -539,12 +540,9 @@ def baseline_validation(prep: Prepared, seed: int) -> dict[str, dict[str, float 
 
 def lightgbm_baselines(prep: Prepared, seed: int, recent_frac: float = 0.33) -> dict[str, Any]:
     """The paper's tree baseline on D's last days and on all of D, early-stopped on val."""
-    days = np.unique(prep.train.day)
-    n_recent = max(1, int(np.ceil(recent_frac * len(days))))
+    recent, n_recent = last_days(prep.train, recent_frac)
     return {
-        f"LightGBM (last {n_recent} days)": LightGBMRecent(seed=seed).fit(
-            prep.train.subset(prep.train.day >= days[-n_recent]), prep.val
-        ),
+        f"LightGBM (last {n_recent} days)": LightGBMRecent(seed=seed).fit(recent, prep.val),
         "LightGBM (all of D)": LightGBMRecent(seed=seed).fit(prep.train, prep.val),
     }
 
@@ -683,10 +681,7 @@ def refresh_prototypes(args: argparse.Namespace) -> Path:
         calendar = OccasionCalendar.from_dict(manifest["config"]["calendar"])
     samples = build_samples(events, calendar, vocab, _spec(args), args.label_days)
     # Support days come from the most recent quarter of the new data, else from all of it.
-    days = np.unique(samples.day)
-    recent = samples.subset(
-        samples.day >= days[-max(1, int(np.ceil(args.recent_frac * len(days))))]
-    )
+    recent, _ = last_days(samples, args.recent_frac)
     protos, sources = compute_prototypes(model.base, recent, samples, args.support_days)
     model.set_prototypes(protos)
     metrics = {
