@@ -55,7 +55,7 @@ def tiny_sales(seed: int = 0, regions: int = 3, categories: int = 3, weeks: int 
     )
 
 
-def small_config(**kw: bool) -> STMPConfig:
+def small_config(**kw: float) -> STMPConfig:
     return STMPConfig(
         n_dynamic=4,
         n_static=2,
@@ -72,6 +72,9 @@ def small_config(**kw: bool) -> STMPConfig:
         use_skip=kw.get("use_skip", True),
         use_meta=kw.get("use_meta", True),
         use_vi=kw.get("use_vi", True),
+        use_anchor=bool(kw.get("use_anchor", True)),
+        anchor_lag=int(kw.get("anchor_lag", 13)),
+        point_loss_weight=float(kw.get("point_loss_weight", 1.0)),
     )
 
 
@@ -101,7 +104,16 @@ def test_config_validation() -> None:
 
 
 @pytest.mark.parametrize(
-    "switches", [{}, {"use_ar": False}, {"use_skip": False}, {"use_meta": False}, {"use_vi": False}]
+    "switches",
+    [
+        {},
+        {"use_ar": False},
+        {"use_skip": False},
+        {"use_meta": False},
+        {"use_vi": False},
+        {"use_anchor": False},
+        {"point_loss_weight": 0.0},
+    ],
 )
 def test_shapes_and_loss_decreases(switches: dict[str, bool]) -> None:
     torch.manual_seed(0)
@@ -149,6 +161,79 @@ def test_onnx_parity(tmp_path: Path) -> None:
         },
     )[0]
     np.testing.assert_allclose(got_e, ref_e.numpy(), atol=1e-4)
+
+
+def _with_gate(model: STMP, bias: float = 0.7) -> STMP:
+    """Give the (zero-initialised) anchor gate a non-zero value, as training would."""
+    gate = model.extractor.anchor_gate
+    assert gate is not None
+    with torch.no_grad():
+        gate.bias.fill_(bias)
+        gate.weight.normal_(0.0, 0.1)
+    return model
+
+
+def test_anchor_follows_last_year_only_when_switched_on() -> None:
+    """With a lag past every chain and the AR order, step t-16 is read by the anchor alone."""
+    torch.manual_seed(0)
+    ex = STMP(small_config(anchor_lag=16)).example_inputs(batch=4, k=3)
+    bumped = {k: v.clone() for k, v in ex.items()}
+    bumped["hist"][:, 0, 0] += 2.0  # window index W - 16 = 0: the same step last year
+    assert small_config(anchor_lag=16).window == 16
+
+    fresh = STMP(small_config(anchor_lag=16)).eval()
+    with torch.no_grad():  # zero start: the untrained anchor changes nothing
+        np.testing.assert_allclose(
+            fresh.forecast(*ex.values())[0], fresh.forecast(*bumped.values())[0]
+        )
+
+    on = _with_gate(STMP(small_config(anchor_lag=16))).eval()
+    with torch.no_grad():
+        gate = on.extractor.anchor_gate(ex["target"]).squeeze(-1)  # type: ignore[misc]
+        delta = on.forecast(*bumped.values())[0] - on.forecast(*ex.values())[0]
+    np.testing.assert_allclose(delta.numpy(), (2.0 * gate).numpy(), atol=1e-5)
+    assert float(delta.abs().min()) > 0.1
+
+    off = STMP(small_config(anchor_lag=16, use_anchor=False)).eval()
+    assert off.extractor.anchor_gate is None
+    with torch.no_grad():
+        np.testing.assert_allclose(off.forecast(*ex.values())[0], off.forecast(*bumped.values())[0])
+
+
+def test_point_loss_adds_the_l1_of_the_point_forecast() -> None:
+    torch.manual_seed(0)
+    with_point = STMP(small_config(point_loss_weight=2.0))
+    nll_only = STMP(small_config(point_loss_weight=0.0))
+    nll_only.load_state_dict(with_point.state_dict())
+    batch = task_batch(with_point.cfg)
+    torch.manual_seed(1)
+    total = float(with_point.calculate_loss(batch))
+    torch.manual_seed(1)
+    base = float(nll_only.calculate_loss(batch))
+    torch.manual_seed(1)
+    _, err = with_point._query_terms(batch)
+    assert float(err.mean()) > 0
+    assert total == pytest.approx(base + 2.0 * float(err.mean()), rel=1e-5)
+    with pytest.raises(ValueError):
+        small_config(point_loss_weight=-1.0)
+
+
+def test_onnx_parity_with_a_trained_anchor(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    model = _with_gate(STMP(small_config(anchor_lag=16))).eval()
+    graphs = model.export_graphs(tmp_path)
+    ex = model.example_inputs(batch=5, k=6)
+    with torch.no_grad():
+        ref = model.forecast(*ex.values())
+    sess = ort.InferenceSession(str(graphs["forecast"]), providers=["CPUExecutionProvider"])
+    got = sess.run(["point", "samples", "std"], {k: v.numpy() for k, v in ex.items()})
+    for a, b in zip(got, ref, strict=False):
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-4)
+    # The anchor's input is live in the graph: moving last year's value moves the point.
+    bumped = {k: v.numpy().copy() for k, v in ex.items()}
+    bumped["hist"][:, 0, 0] += 2.0
+    moved = sess.run(["point"], bumped)[0]
+    assert np.abs(moved - got[0]).min() > 0.1
 
 
 def test_panel_features() -> None:

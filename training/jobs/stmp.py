@@ -21,10 +21,11 @@ evaluation against the baselines.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,14 @@ from training.schemas import SalesData
 
 log = logging.getLogger(__name__)
 
-VARIANTS: dict[str, dict[str, bool]] = {
+VARIANTS: dict[str, dict[str, bool | float]] = {
     "stmp": {},
     "stmp-ar": {"use_ar": False},
     "stmp-skip": {"use_skip": False},
     "stmp-meta": {"use_meta": False},
     "stmp-vi": {"use_vi": False},
+    "stmp-anchor": {"use_anchor": False},
+    "stmp-point": {"point_loss_weight": 0.0},
 }
 HOLIDAY_WEIGHT = 5.0  # Kaggle Walmart WMAE: holiday weeks weigh 5
 
@@ -87,10 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--psi-dim", type=int, default=32)
     parser.add_argument("--eval-samples", type=int, default=100, help="psi samples per forecast")
     parser.add_argument(
-        "--no-variants", action="store_true", help="evaluate: skip the four STMP variants"
+        "--no-variants", action="store_true", help="evaluate: skip the STMP variants (ablations)"
     )
     parser.add_argument(
         "--few-shot", default="", help="evaluate: comma list of shots for the Figure 7 curve"
+    )
+    parser.add_argument(
+        "--horizons",
+        type=int,
+        default=8,
+        help="evaluate: recursive forecasts 1..H steps ahead (fed-back means) per horizon, "
+        "for STMP, its anchor and point-loss ablations and the baselines (default 8; 0 or 1: "
+        "one step only)",
     )
     parser.add_argument(
         "--holdout",
@@ -145,7 +156,8 @@ def make_split(
     return panel, Split(start, start + val_steps, panel.n_steps)
 
 
-def model_config(panel: Panel, args: argparse.Namespace, **switches: bool) -> STMPConfig:
+def model_config(panel: Panel, args: argparse.Namespace, **switches: bool | float) -> STMPConfig:
+    """The job's STMP configuration for `panel`, with the variant's `switches` applied."""
     skips, steps, ar = default_skips(panel.frequency)
     cfg = STMPConfig(
         n_dynamic=panel.dynamic.shape[2],
@@ -155,23 +167,30 @@ def model_config(panel: Panel, args: argparse.Namespace, **switches: bool) -> ST
         skips=skips,
         skip_steps=steps,
         ar_window=ar,
+        anchor_lag=steps_per_year(panel.frequency),
         hidden=args.hidden,
         embed=args.embed,
         psi_dim=args.psi_dim,
     )
-    for name, value in switches.items():
-        setattr(cfg, name, bool(value))
-    return cfg
+    # `replace` re-runs the config's validation and keeps each field's own type.
+    overrides: dict[str, Any] = dict(switches)
+    return dataclasses.replace(cfg, **overrides)
 
 
 def min_history(cfg: STMPConfig) -> int:
-    """Observed steps an instance needs: the chains and AR order shorter than the window.
+    """Observed steps an instance needs: the chains and AR order shorter than the longest
+    chain.
 
-    The yearly chain (and an AR order as long as it) may reach into zero padding, so that
-    the first year's festivals are training targets too (see `features.instances`).
+    The yearly chain (and an AR order or anchor as long as it or longer) may reach into zero
+    padding, so that the first year's festivals are training targets too (see
+    `features.instances`). Measured against the longest chain rather than the window, so the
+    anchor's 364-day window on daily data does not turn the 360-day chain into a required
+    year of history.
     """
-    short = [p * k for p, k in zip(cfg.skips, cfg.skip_steps, strict=False) if p * k < cfg.window]
-    if cfg.ar_window < cfg.window:
+    chains = [p * k for p, k in zip(cfg.skips, cfg.skip_steps, strict=False)]
+    longest = max(chains)
+    short = [c for c in chains if c < longest]
+    if cfg.ar_window < longest:
         short.append(cfg.ar_window)
     return max(short, default=1)
 
@@ -503,7 +522,7 @@ def fit_stmp(
     panel: Panel,
     split: Split,
     args: argparse.Namespace,
-    switches: dict[str, bool],
+    switches: Mapping[str, bool | float],
     seed: int,
     keep: np.ndarray | None = None,
     ctx: distributed.DistContext | None = None,
