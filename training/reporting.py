@@ -325,15 +325,39 @@ def accuracy_markdown(record: Mapping[str, Any]) -> str:
     for key, value in record.items():
         if key in STANDARD_KEYS:
             continue
-        lines += [
-            f"## {key}",
-            "",
-            "```json",
-            json.dumps(value, indent=1, default=_json_default),
-            "```",
-            "",
-        ]
+        lines += [f"## {key}", ""]
+        rest = value
+        if _is_table_block(value):
+            # A block with a `table` (rows of flat values, e.g. STMP's per-horizon errors)
+            # reads as a markdown table; the block's other keys follow as JSON.
+            lines += [*_table_lines(value["table"]), ""]
+            rest = {k: v for k, v in value.items() if k != "table"}
+        lines += ["```json", json.dumps(rest, indent=1, default=_json_default), "```", ""]
     return "\n".join(lines)
+
+
+def _is_table_block(value: Any) -> bool:
+    table = value.get("table") if isinstance(value, Mapping) else None
+    return (
+        isinstance(table, list)
+        and bool(table)
+        and all(
+            isinstance(row, Mapping)
+            and all(not isinstance(v, Mapping | list) for v in row.values())
+            for row in table
+        )
+    )
+
+
+def _table_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A markdown table of flat rows; columns in first-seen order, '-' where a row has none."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
+    return lines
 
 
 # The keys of an accuracy record that BENCHMARKS.md defines, and those of a comparison the

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -99,6 +99,15 @@ def lightgbm_features(panel: Panel, n_idx: np.ndarray, t_idx: np.ndarray) -> np.
     )
 
 
+class PanelPredict(Protocol):
+    """A fitted model's forecast of instances, on its training panel or on `on`: a copy
+    whose future steps hold fed-back forecasts (the horizon evaluation's rollout)."""
+
+    def __call__(
+        self, n_idx: np.ndarray, t_idx: np.ndarray, /, on: Panel | None = None
+    ) -> np.ndarray: ...
+
+
 def fit_lightgbm(
     panel: Panel,
     n_idx: np.ndarray,
@@ -107,7 +116,7 @@ def fit_lightgbm(
     val_t: np.ndarray,
     seed: int = 0,
     threads: int = 1,
-) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], int]:
+) -> tuple[PanelPredict, int]:
     """Global LightGBM on normalised targets, early-stopped on the validation instances.
 
     Returns (predict, boosting rounds kept). No refit on the validation period: like the
@@ -144,8 +153,8 @@ def fit_lightgbm(
     )
     rounds = int(booster.best_iteration or booster.current_iteration())
 
-    def predict(nn_idx: np.ndarray, tt_idx: np.ndarray) -> np.ndarray:
-        features = lightgbm_features(panel, nn_idx, tt_idx)
+    def predict(nn_idx: np.ndarray, tt_idx: np.ndarray, on: Panel | None = None) -> np.ndarray:
+        features = lightgbm_features(panel if on is None else on, nn_idx, tt_idx)
         return np.asarray(booster.predict(features, num_iteration=rounds), dtype=np.float64)
 
     return predict, rounds

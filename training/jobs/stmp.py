@@ -4,7 +4,8 @@ Split (`make_split`): the last year of the data (52 weeks / 364 days) is the tes
 the `--val-steps` before it (default a quarter year) the validation period; training targets
 lie before validation, and every statistic (scales, z-scores) comes from the training steps
 only. Forecasts are one step ahead with the true history known up to the target (the
-paper's setting: predict y_{T+1} from the past T steps), for STMP and every baseline alike.
+paper's setting: predict y_{T+1} from the past T steps), for STMP and every baseline alike;
+`evaluate` also rolls forecasts 1..H steps ahead, as the service does (`stmp_horizons`).
 
 ST-training (Algorithm 1): views alternate between the spatial view (a task = a region)
 and the temporal view (a task = a day type). Each optimiser step draws `tasks` tasks of
@@ -100,8 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=8,
         help="evaluate: recursive forecasts 1..H steps ahead (fed-back means) per horizon, "
-        "for STMP, its anchor and point-loss ablations and the baselines (default 8; 0 or 1: "
-        "one step only)",
+        "for STMP, its anchor and point-loss ablations and the baselines (0 or 1: one step "
+        "only)",
     )
     parser.add_argument(
         "--holdout",

@@ -4,8 +4,13 @@ In one run on the split of `training.jobs.stmp.make_split` (training targets, a 
 period, the last year as test), one-step-ahead forecasts with the true history known for
 every method: seasonal naive and ridge AR (nothing random: one run each), LightGBM
 (early-stopped on the validation period), LSTNet and MetaGRU (the same step budget, epochs
-and early stopping as STMP, `training.loop`), STMP and its four ablations (variants), the
-learned ones once per seed (`--seeds`).
+and early stopping as STMP, `training.loop`), STMP and its ablations (variants: the paper's
+four and issue 13's anchor and point loss), the learned ones once per seed (`--seeds`).
+
+With `--horizons H` (default 8) the `horizons` block adds forecasts 1..H steps ahead with
+the history after the origin unknown, rolled forward as the service does
+(`training.jobs.stmp_horizons`): WMAE per horizon of seasonal naive, AR, LightGBM, STMP and
+its anchor and point-loss ablations, and STMP's interval coverage per horizon.
 
 The verdict compares STMP with the best baseline by seed-mean test WMAE (source units,
 non-ordinary day types weigh 5), with a paired bootstrap interval over test *series*. With
@@ -26,10 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.stmp import STMP
 from training.baselines import forecast as bl
 from training.comparison import Role
 from training.features.stmp import Panel, default_skips, festival_occurrence, instances
 from training.jobs import stmp as job
+from training.jobs import stmp_horizons as hz
 from training.jobs.common import new_comparison, seed_list, set_threads
 from training.loop import FitReport
 from training.reporting import write_accuracy
@@ -37,12 +44,58 @@ from training.stats import Scorer
 
 log = logging.getLogger(__name__)
 OURS = "stmp"
-VARIANTS: dict[str, dict[str, bool]] = {
+VARIANTS: dict[str, dict[str, bool | float]] = {
     "stmp-ar": {"use_ar": False},
     "stmp-skip": {"use_skip": False},
     "stmp-meta": {"use_meta": False},
     "stmp-vi": {"use_vi": False},
+    "stmp-anchor": {"use_anchor": False},  # issue 13: without the year-ago anchor
+    "stmp-point": {"point_loss_weight": 0.0},  # issue 13: NLL alone, no point loss
 }
+# STMP runs that are also rolled forward 1..H steps: ours and the ablations of the two
+# changes made for multi-step festival forecasts (each rollout costs ~H one-step passes).
+HORIZON_METHODS = (OURS, "stmp-anchor", "stmp-point")
+
+
+class Horizons:
+    """The `horizons` block: every method's rollouts on one set of origins and targets."""
+
+    def __init__(
+        self, panel: Panel, split: job.Split, test_n: np.ndarray, test_t: np.ndarray, h: int
+    ) -> None:
+        self.panel, self.test_n, self.test_t, self.h = panel, test_n, test_t, h
+        self.stride = hz.default_stride(panel.frequency)
+        self.origins = hz.horizon_origins(split.test_start, split.end, h, self.stride)
+        self.series = np.unique(test_n)
+        self.targets = hz.horizon_targets(test_n, test_t, self.origins, self.series, h)
+        self.runs: dict[str, list[list[dict[str, float]]]] = {}
+
+    def add(self, name: str, forecaster: hz.Forecaster) -> None:
+        rolls = hz.rollout(self.panel, forecaster, self.series, self.origins, self.h)
+        metrics = hz.horizon_metrics(
+            self.panel, self.test_n, self.test_t, rolls, self.targets, job.wmae
+        )
+        self.runs.setdefault(name, []).append(metrics)
+        log.info("%s horizons: wmae %s", name, " ".join(f"{m['wmae']:.0f}" for m in metrics))
+
+    def block(self) -> dict[str, Any]:
+        return {
+            "note": (
+                f"forecasts h = 1..{self.h} steps ahead with the history from the origin "
+                "t - h + 1 on unknown: each method feeds back its own point forecasts (sales), "
+                "carries the last known external factors forward and knows the calendar, as "
+                "the service's rollout does; seasonal naive reads y(t - season), known for "
+                f"h <= season. Origins every {self.stride} step(s) from {self.h - 1} before "
+                "the test year to its end; 'targets' = test instances scored at that horizon. "
+                "wmae and festival.rmse in source units, seed means; STMP's coverage@80/95 = "
+                "share of actuals inside the sampled band of the final step given the "
+                "fed-back mean path (the band the service returns). h = 1 is the one-step "
+                "forecast of the methods table."
+            ),
+            "origins": len(self.origins),
+            "stride": self.stride,
+            "table": hz.horizon_table(self.runs, self.targets),
+        }
 
 
 class Networks:
@@ -153,6 +206,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     ar = bl.fit_ar(panel, train_n, train_t, window=nets.window)
     record("ar", "baseline", None, ar.predict(panel, test_n, test_t), started)
     variants = {} if args.no_variants else VARIANTS
+    n_horizons = int(getattr(args, "horizons", 8) or 0)
+    horizons = Horizons(panel, split, test_n, test_t, n_horizons) if n_horizons > 1 else None
+    if horizons is not None:
+        horizons.add("seasonal-naive", lambda p, n, t: (bl.seasonal_naive(p, n, t), None))
+        horizons.add("ar", lambda p, n, t: (ar.predict(p, n, t), None))
     for seed in seed_list(args):
         started = time.perf_counter()
         lgb_predict, rounds = bl.fit_lightgbm(
@@ -160,6 +218,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         )
         record("lightgbm", "baseline", seed, lgb_predict(test_n, test_t), started,
                {"rounds": rounds})  # fmt: skip
+        if horizons is not None:
+            horizons.add("lightgbm", lightgbm_forecaster(lgb_predict))
         for name, make, call in (
             ("lstnet", nets.lstnet, bl.call_lstnet),
             ("metagru", nets.metagru, bl.call_metagru),
@@ -179,10 +239,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             )
             role: Role = "ours" if name == OURS else "variant"
             record(name, role, seed, point, started, report.to_dict(), draws)
+            if horizons is not None and name in HORIZON_METHODS:
+                horizons.add(name, stmp_forecaster(model, tables, args.eval_samples, seed))
             if name == OURS and OURS not in stmp_draws:  # the bands of the figures
                 stmp_draws[OURS] = draws * scale[:, None]
 
     extra: dict[str, Any] = {}
+    if horizons is not None:
+        extra["horizons"] = horizons.block()
     if args.few_shot:
         shots = [int(s) for s in args.few_shot.split(",") if s.strip()]
         extra["few_shot"] = few_shot_curve(panel, split, args, nets, shots, test_n, test_t)
@@ -198,7 +262,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         f"variants, LSTNet, MetaGRU): at most {args.steps} optimiser steps, validated every "
         f"{nets.steps.per_epoch}, early stopping on the validation WMAE (patience "
         f"{nets.steps.patience}), best epoch restored; LightGBM early-stops on the same "
-        "validation period. DeepAR not run: gluonts 0.17 would downgrade pandas 3.1 to 2.3 "
+        "validation period. Forecasts 1..H steps ahead with fed-back means: the `horizons` "
+        "block. DeepAR not run: gluonts 0.17 would downgrade pandas 3.1 to 2.3 "
         f"(pip --dry-run). {getattr(args, 'threads', 1)} torch CPU thread(s). Day types: "
         f"{', '.join(panel.day_types)}."
     )
@@ -229,6 +294,26 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
     log.info("wrote %s in %.0fs", path, time.perf_counter() - t0)
     return {"path": str(path), "methods": record_kwargs["methods"], **extra}
+
+
+def lightgbm_forecaster(predict: bl.PanelPredict) -> hz.Forecaster:
+    """LightGBM's point forecasts on a (rolled) panel (no predictive samples)."""
+
+    def forecast(panel: Panel, n_idx: np.ndarray, t_idx: np.ndarray) -> tuple[np.ndarray, None]:
+        return predict(n_idx, t_idx, on=panel), None
+
+    return forecast
+
+
+def stmp_forecaster(model: STMP, tables: job.TaskTables, samples: int, seed: int) -> hz.Forecaster:
+    """STMP's point and predictive samples on a (rolled) panel, for `Horizons.add`."""
+
+    def forecast(
+        panel: Panel, n_idx: np.ndarray, t_idx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        return job.predict_stmp(model, panel, tables, n_idx, t_idx, samples, seed)
+
+    return forecast
 
 
 def few_shot_curve(
