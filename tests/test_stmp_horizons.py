@@ -55,6 +55,7 @@ def test_h1_is_the_one_step_forecast_and_every_horizon_is_scored(setup: tuple) -
 
     horizons.add("stmp", forecaster)
     horizons.add("seasonal-naive", lambda p, n, t: (bl.seasonal_naive(p, n, t), None))
+    horizons.add("points-only", ev.stmp_forecaster(model, tables, 0, 0))  # as the ablations
     block = horizons.block()
     rows = block["table"]
     assert [r["h"] for r in rows] == list(range(1, H + 1))
@@ -62,7 +63,8 @@ def test_h1_is_the_one_step_forecast_and_every_horizon_is_scored(setup: tuple) -
         assert r["targets"] == len(test_n)
         for level in (80, 95):
             assert 0.0 <= r[f"stmp.coverage@{level}"] <= 1.0
-        assert "seasonal-naive.coverage@80" not in r
+        assert "seasonal-naive.coverage@80" not in r and "points-only.coverage@80" not in r
+        assert r["points-only.wmae"] == pytest.approx(r["stmp.wmae"])  # points need no draws
     # Seasonal naive reads y(t - 52): true history at every horizon <= a season.
     assert len({r["seasonal-naive.wmae"] for r in rows}) == 1
     assert rows[0]["stmp.wmae"] == pytest.approx(
