@@ -92,8 +92,7 @@ def test_rollout_never_reads_the_unknown_future(setup: tuple) -> None:
     assert not np.allclose(forecaster(noisy, series, last)[0], forecaster(panel, series, last)[0])
 
 
-def test_daily_origins_are_strided() -> None:
-    assert hz.default_stride("D") == 7 and hz.default_stride("W") == 1
+def test_strided_origins_score_only_their_targets() -> None:
     origins = hz.horizon_origins(100, 150, 8, 7)
     assert origins[0] == 93 and np.all(np.diff(origins) == 7)
     targets = hz.horizon_targets(

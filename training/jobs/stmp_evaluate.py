@@ -61,10 +61,16 @@ class Horizons:
     """The `horizons` block: every method's rollouts on one set of origins and targets."""
 
     def __init__(
-        self, panel: Panel, split: job.Split, test_n: np.ndarray, test_t: np.ndarray, h: int
+        self,
+        panel: Panel,
+        split: job.Split,
+        test_n: np.ndarray,
+        test_t: np.ndarray,
+        h: int,
+        stride: int = 1,
     ) -> None:
         self.panel, self.test_n, self.test_t, self.h = panel, test_n, test_t, h
-        self.stride = hz.default_stride(panel.frequency)
+        self.stride = stride
         self.origins = hz.horizon_origins(split.test_start, split.end, h, self.stride)
         self.series = np.unique(test_n)
         self.targets = hz.horizon_targets(test_n, test_t, self.origins, self.series, h)

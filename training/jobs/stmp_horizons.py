@@ -19,9 +19,12 @@ move with h; ridge AR and LightGBM read their own fed-back lags. For STMP the 80
 intervals at horizon h are the predictive samples of the final step given the fed-back
 mean path (what the service returns), so they ignore the uncertainty of the earlier steps.
 
-Cost: origins run from H - 1 steps before the test year to its end, every `stride` steps
-(every step on weekly data; every 7th day on daily data, so each horizon has about 52
-targets there), and every step of a rollout forecasts all test series at once.
+Cost: origins run from H - 1 steps before the test year to its end, every step, and every
+step of a rollout forecasts all test series at once: about H one-step passes over the test
+year. Every step, on daily data too: a stride of 7 days would tie each horizon to one
+weekday (the targets o + h - 1 of origins 7 days apart share a weekday), and any stride
+would drop most single-day festivals from most horizons. `horizon_origins` takes a stride
+for a data set where that cost is too high.
 """
 
 from __future__ import annotations
@@ -38,11 +41,6 @@ from training.features.stmp import Panel
 # or None for a method without a predictive distribution).
 Forecaster = Callable[[Panel, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 LEVELS = (80, 95)
-
-
-def default_stride(frequency: str) -> int:
-    """Origins every week on weekly data, every 7th day on daily data (bounded cost)."""
-    return 1 if frequency == "W" else 7
 
 
 def horizon_origins(test_start: int, end: int, horizons: int, stride: int) -> np.ndarray:
