@@ -11,7 +11,8 @@ period for all series still short of the end, the point forecast is appended to 
 series' window (a mean path), and the predictive samples of each period give the
 intervals. psi is sampled inside the graph; this module only supplies standard normal
 noise. NOTE: past the first period the intervals are conditional on the mean path, so they
-understate the uncertainty of long horizons; the evaluated coverage is one step ahead.
+understate the uncertainty of long horizons; the evaluation measures coverage on exactly
+this mean path, 1-8 periods ahead (the `horizons` block of the STMP accuracy results).
 
 Task representations: the SD-task (region, day type) uses the mean of the region's and the
 day type's pooled embeddings (as in training's evaluation). A region's embedding is

@@ -55,15 +55,6 @@ from training.schemas import SalesData
 
 log = logging.getLogger(__name__)
 
-VARIANTS: dict[str, dict[str, bool | float]] = {
-    "stmp": {},
-    "stmp-ar": {"use_ar": False},
-    "stmp-skip": {"use_skip": False},
-    "stmp-meta": {"use_meta": False},
-    "stmp-vi": {"use_vi": False},
-    "stmp-anchor": {"use_anchor": False},
-    "stmp-point": {"point_loss_weight": 0.0},
-}
 HOLIDAY_WEIGHT = 5.0  # Kaggle Walmart WMAE: holiday weeks weigh 5
 
 
