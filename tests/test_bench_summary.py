@@ -157,3 +157,24 @@ def test_a_result_records_the_commit_it_ran_from(tmp_path: Path) -> None:
     assert code_version(repo) == head
     (repo / "f.py").write_text("x = 2\n")
     assert code_version(repo) == f"{head}+dirty"
+
+
+def test_a_result_records_the_commit_its_run_began_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit landing during an hour-long run must not be recorded as the run's code:
+    `salecast evaluate` notes the commit at the start and the result keeps that one."""
+    from training.reporting import CODE_AT_START_ENV, code_version
+
+    def written() -> str | None:
+        path = write_accuracy(
+            tmp_path, model="m", dataset="d", data_sha256="0", split="s",
+            primary_metric="auc", higher_is_better=True, methods={"m": {"auc": 0.5}},
+            ours="m", notes="",
+        )  # fmt: skip
+        return json.loads(path.read_text())["code"]
+
+    monkeypatch.setenv(CODE_AT_START_ENV, "abc123")
+    assert written() == "abc123"
+    monkeypatch.delenv(CODE_AT_START_ENV)
+    assert written() == code_version()

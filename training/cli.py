@@ -263,7 +263,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "train":
                 result = load_job(args.model).train(args)
             else:
-                result = load_evaluation(args.model).evaluate(args)
+                from training.reporting import CODE_AT_START_ENV, code_version
+
+                os.environ[CODE_AT_START_ENV] = code_version() or ""
+                try:
+                    result = load_evaluation(args.model).evaluate(args)
+                finally:
+                    del os.environ[CODE_AT_START_ENV]
         except SalecastError as exc:  # bad --data or --format: a message, not a traceback
             print(f"salecast {args.command} {args.model}: {exc}", file=sys.stderr)
             return 2

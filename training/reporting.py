@@ -128,6 +128,17 @@ def invoked_command() -> str:
     return shlex.join([argv[0], *portable_argv(argv[1:])] if argv else [])
 
 
+# The commit a run began from, set by `salecast evaluate` before the job starts: a result is
+# written at the end of a run that can take an hour, and a commit landing meanwhile must not
+# be recorded as the code that produced it.
+CODE_AT_START_ENV = "SALECAST_CODE_AT_START"
+
+
+def run_code_version() -> str | None:
+    """`code_version()` as of the run's start when the CLI recorded it, else as of now."""
+    return os.environ.get(CODE_AT_START_ENV) or code_version()
+
+
 def code_version(root: Path | None = None) -> str | None:
     """The git commit the code ran from, with "+dirty" when tracked files other than
     results and markdown differ from it (a run rewrites those itself); None outside a git
@@ -196,7 +207,7 @@ def write_accuracy(
         "command": command or invoked_command(),
         "machine": machine_description(),
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": code_version(),
+        "code": run_code_version(),
         "primary_metric": primary_metric,
         "higher_is_better": higher_is_better,
         "methods": {name: dict(values) for name, values in methods.items()},
