@@ -81,7 +81,7 @@ def test_rollout_never_reads_the_unknown_future(setup: tuple) -> None:
     origin = np.array([split.test_start + 5])
     forecaster = ev.stmp_forecaster(model, tables, 10, 0)
     ref = hz.rollout(panel, forecaster, series, origin, H)
-    noisy = hz.rolled_panel(panel, int(origin[0]))
+    noisy = hz.rolled_panel(panel)
     rng = np.random.default_rng(0)
     noisy.raw[:, origin[0] :] *= 3.0
     noisy.dynamic[:, origin[0] :, :-1] += rng.normal(size=noisy.dynamic[:, origin[0] :, :-1].shape)

@@ -146,7 +146,7 @@ def without_repeats(
     )  # fmt: skip
     for run in runs:
         ranks = run.ranks[keep]
-        metrics = {f"recall@{k}": float((ranks <= k).mean()) for k in (10, 20)}
+        metrics = dict(zip(("recall@10", "recall@20"), recall_curve(ranks, (10, 20)), strict=True))
         sub.add(run.name, metrics=metrics, scorer=recall_scorer(ranks), seed=run.seed,
                 role=run.role)  # fmt: skip
     return {**out, "methods": sub.methods(), "comparison": sub.comparison()}

@@ -48,8 +48,8 @@ def horizon_origins(test_start: int, end: int, horizons: int, stride: int) -> np
     return np.arange(max(test_start - horizons + 1, 1), end, stride, dtype=np.int64)
 
 
-def rolled_panel(panel: Panel, origin: int) -> Panel:
-    """A copy of `panel` whose steps from `origin` on will hold fed-back forecasts."""
+def rolled_panel(panel: Panel) -> Panel:
+    """A copy of `panel` whose steps from an origin on will hold fed-back forecasts."""
     return dataclasses.replace(panel, raw=panel.raw.copy(), dynamic=panel.dynamic.copy())
 
 
@@ -79,7 +79,7 @@ def rollout(
     shape = (len(origins), horizons, len(series))
     out = Rollouts(origins, series, np.full(shape, np.nan))
     for i, origin in enumerate(origins):
-        rolled = rolled_panel(panel, int(origin))
+        rolled = rolled_panel(panel)
         for j in range(horizons):
             step = int(origin) + j
             if step >= panel.n_steps:
