@@ -45,10 +45,17 @@ NOTE (GMV uplift): by default the target is the promotion-day GMV *minus the las
 period's sales* in those units (`DinopFeatures.gmv_target_kind = "uplift"`), so the head
 learns the festival's change from the naive forecast rather than its level, and a
 promotion type absent from training falls back towards the naive forecast.
+NOTE (naive slot, not in the paper): with `naive_slot=True` the SS logits get a learned
+offset on the naive slot, logits = head(rep) + w * one-hot (batch key `naive_ss`, [B, 10]:
+eq. 2 applied to the last pre-sale period's sales). That no-model slot beat every learned
+SS head on the sales data. As with the GMV uplift, the head then learns corrections to the
+naive forecast: w starts at ln 9, where a head output of 0 gives the naive slot half the
+probability mass (e^w / (e^w + 9) = 0.5), so training starts near the naive forecast.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +93,7 @@ class DINOPConfig:
     weight_decay: float = 1e-5  # "L2-norm is used for regularization" (5.1.2), size ours
     use_su: bool = True  # False = DINOP-su (Table 2)
     use_du: bool = True  # False = DINOP-du (Table 2)
+    naive_slot: bool = False  # SS head also reads the naive slot's one-hot (NOTE above)
     tasks: tuple[str, ...] = ("gmv", "bsp", "ss")  # trained heads; all five exist
     task_weights: dict[str, float] = field(default_factory=dict)  # default 1 each
 
@@ -173,6 +181,8 @@ class DINOP(SalecastModel):
                 "ja": _mlp(r + c.act_emb, c.head_hidden, 1, c.dropout),
             }
         )
+        if c.naive_slot:  # NOTE above (naive slot): its offset's weight on the SS logits
+            self.ss_naive_weight = nn.Parameter(torch.tensor(math.log(N_SLOTS - 1)))
         self.user_enc = nn.Sequential(nn.Linear(c.user_dim, c.user_emb), nn.ReLU())
         self.act_enc = nn.Sequential(nn.Linear(c.act_dim, c.act_emb), nn.ReLU())
 
@@ -249,8 +259,10 @@ class DINOP(SalecastModel):
         user: torch.Tensor | None = None,
         act: torch.Tensor | None = None,
         tasks: tuple[str, ...] | None = None,
+        naive_ss: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Raw head outputs (GMV value, logits) for the requested tasks."""
+        """Raw head outputs (GMV value, logits) for the requested tasks; `naive_ss` is the
+        naive slot's one-hot, required by the SS head when `config.naive_slot`."""
         tasks = tasks or self.config.tasks
         rep = self.rep_dropout(rep)
         out: dict[str, torch.Tensor] = {}
@@ -264,7 +276,12 @@ class DINOP(SalecastModel):
                     raise ValueError("JA needs activity features")
                 out[task] = self.heads[task](torch.cat([rep, self.act_enc(act)], -1)).squeeze(-1)
             elif task == "ss":
-                out[task] = self.heads[task](rep)  # [B, 10]
+                if self.config.naive_slot:
+                    if naive_ss is None:
+                        raise ValueError("the SS head was built with naive_slot: needs naive_ss")
+                    out[task] = self.heads[task](rep) + self.ss_naive_weight * naive_ss
+                else:
+                    out[task] = self.heads[task](rep)  # [B, 10]
             else:
                 out[task] = self.heads[task](rep).squeeze(-1)  # [B]
         return out
@@ -272,7 +289,9 @@ class DINOP(SalecastModel):
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         """Sum of eqs. 5-7 (and the BCE of BOP/JA) over the enabled tasks."""
         rep = self.represent(batch)
-        outs = self.head_outputs(rep, batch.get("user"), batch.get("act"))
+        outs = self.head_outputs(
+            rep, batch.get("user"), batch.get("act"), None, batch.get("naive_ss")
+        )
         loss = rep.new_zeros(())
         for task, out in outs.items():
             weight = self.config.task_weights.get(task, 1.0)
@@ -291,7 +310,9 @@ class DINOP(SalecastModel):
         tasks = tuple(
             t for t in TASKS if t not in ("bop", "ja") or batch.get(_EXTRA[t]) is not None
         )
-        outs = self.head_outputs(rep, batch.get("user"), batch.get("act"), tasks)
+        outs = self.head_outputs(
+            rep, batch.get("user"), batch.get("act"), tasks, batch.get("naive_ss")
+        )
         result: dict[str, torch.Tensor] = {"rep": rep}
         for task, out in outs.items():
             result[task] = (
@@ -307,9 +328,14 @@ class DINOP(SalecastModel):
         - `forecast`: current state + statics -> rep, GMV, BSP, SS, JA (JA needs `act`);
         - `bop`: item representation + user features -> buy-through-promotion probability.
         """
+        c = self.config
+        if c.naive_slot:  # the servable has no naive slot to feed the SS head
+            raise ValueError(
+                "naive_slot models are evaluation-only: serving would need every item of the "
+                "category on the promotion day to rank the last pre-sale period (eq. 2)"
+            )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        c = self.config
         self.eval()
         B = 2
         step_inputs = {

@@ -38,6 +38,15 @@ TASKS: tuple[str, ...] = ("gmv", "bsp", "ss")
 OUT_DIM = {"gmv": 1, "bsp": 1, "ss": 10}
 
 
+NAIVE_SLOT = "naive_ss"  # optional input: one-hot of `naive_slots` [N, 10]
+
+
+def _optional(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The naive slot's one-hot when the job added it: every baseline then sees what DINOP's
+    SS head sees, so the feature cannot be what separates DINOP from them."""
+    return [arrays[NAIVE_SLOT]] if NAIVE_SLOT in arrays else []
+
+
 def flat(arrays: dict[str, np.ndarray]) -> np.ndarray:
     """All inputs in one row per instance (what the non-sequential baselines see)."""
     n = len(arrays["dis"])
@@ -48,6 +57,7 @@ def flat(arrays: dict[str, np.ndarray]) -> np.ndarray:
             arrays["su"],
             arrays["sii"],
             arrays["sis"],
+            *_optional(arrays),
         ],
         axis=1,
     ).astype(np.float32)
@@ -264,7 +274,9 @@ def _run_networks(
 
 
 def _lstm_inputs(a: dict[str, np.ndarray], extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    static = np.concatenate([a["su"], a["sii"], a["sis"], *(a[k] for k in extra)], axis=1)
+    static = np.concatenate(
+        [a["su"], a["sii"], a["sis"], *_optional(a), *(a[k] for k in extra)], axis=1
+    )
     return {"dis": a["dis"], "du": a["du"], "static": static.astype(np.float32)}
 
 

@@ -22,7 +22,7 @@ import argparse
 import logging
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from service.servables.dinop_features import GMV_TARGET_KINDS
 from training import distributed
 from training.artifacts import write_artifact
 from training.baselines.promotion import (
+    NAIVE_SLOT,
     TASK_METRIC,
     SalesTargets,
     naive_slots,
@@ -149,10 +150,42 @@ class Prepared:
     va: dict[str, np.ndarray]
     te: dict[str, np.ndarray]
     split: str
+    full: PromoSet | None = None  # every promotion item-day (rolling-origin refits cut it)
+    test_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def targets(self) -> SalesTargets:
         return SalesTargets(self.feat, self.val, self.test)
+
+    @property
+    def naive_slot(self) -> bool:
+        """Whether the arrays carry the naive slot's one-hot (`with_naive_slot`)."""
+        return NAIVE_SLOT in self.tr
+
+    def without_naive_slot(self) -> Prepared:
+        """The same split with the naive-slot feature removed from every array (ablation)."""
+
+        def drop(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {k: v for k, v in arrays.items() if k != NAIVE_SLOT}
+
+        return replace(self, tr=drop(self.tr), va=drop(self.va), te=drop(self.te))
+
+
+def naive_slot_one_hot(ps: PromoSet) -> np.ndarray:
+    """[N, 10] one-hot of `naive_slots` (eq. 2 on the last pre-sale period's sales).
+
+    The no-model slot is known before the promotion day and beat every learned SS head, so
+    the models get it as an input rather than having to rebuild it from the GRU state.
+    """
+    return np.eye(10, dtype=np.float32)[naive_slots(ps)]
+
+
+def model_arrays(feat: Featurizer, ps: PromoSet, naive_slot: bool) -> dict[str, np.ndarray]:
+    """`tensors`, plus the naive slot's one-hot under `NAIVE_SLOT` when asked for."""
+    arrays = tensors(feat, ps)
+    if naive_slot:
+        arrays[NAIVE_SLOT] = naive_slot_one_hot(ps)
+    return arrays
 
 
 def split_dates(ps: PromoSet, val_days: int, test_days: int) -> tuple[np.ndarray, ...]:
@@ -175,21 +208,23 @@ def split_dates(ps: PromoSet, val_days: int, test_days: int) -> tuple[np.ndarray
     return ~is_val & ~is_test, is_val, is_test
 
 
-def prepare(data: SalesData, args: argparse.Namespace) -> Prepared:
+def prepare(data: SalesData, args: argparse.Namespace, naive_slot: bool = False) -> Prepared:
     """Train on the train year's promotion days; validate on the first `--val-days` of the
     next one's, which lie between training and the rest of the test year; test on the rest.
     `--split dates` cuts one timeline of promotion dates instead (`split_dates`).
 
     Validating inside the test year keeps every training promotion day for training (a
     train year has few: Walmart's 2010 has three usable ones) while staying in time order:
-    nothing the model selects on lies after anything it is tested on.
+    nothing the model selects on lies after anything it is tested on. `naive_slot` adds the
+    naive slot's one-hot to every array (`model_arrays`).
     """
     ps, feat = build_promo_set(data, args.presale_steps, args.static_steps)
     feat.gmv_target_kind = getattr(args, "gmv_target", "uplift")
     val_days = int(getattr(args, "val_days", 1))
     if getattr(args, "split", "years") == "dates":
         masks = split_dates(ps, val_days, int(getattr(args, "test_days", 1)))
-        train_ps, val_ps, test_ps = (ps.subset(np.flatnonzero(m)) for m in masks)
+        train_ps, val_ps = (ps.subset(np.flatnonzero(m)) for m in masks[:2])
+        test_idx = np.flatnonzero(masks[2])
         parts = ("one timeline of promotion dates: train", "validation", "test")
     else:
         train_year, test_year = split_years(ps, args.train_year, args.test_year)
@@ -204,12 +239,13 @@ def prepare(data: SalesData, args: argparse.Namespace) -> Prepared:
         is_val = np.isin(ps.promo_date[in_test_year], dates[:val_days])
         train_ps = ps.subset(np.flatnonzero(ps.years == train_year))
         val_ps = ps.subset(in_test_year[is_val])
-        test_ps = ps.subset(in_test_year[~is_val])
+        test_idx = in_test_year[~is_val]
         parts = (
             f"train: promotion days of {train_year}",
             f"validation: the first {val_days} of {test_year}",
             f"test: the rest of {test_year}",
         )
+    test_ps = ps.subset(test_idx)
     fit_statistics(feat, train_ps)  # z-scores and the GMV scale from training days only
 
     def when(p: PromoSet) -> str:
@@ -222,10 +258,8 @@ def prepare(data: SalesData, args: argparse.Namespace) -> Prepared:
         )
         + "; statistics from the training item-days only"
     )
-    return Prepared(
-        feat, train_ps, val_ps, test_ps, tensors(feat, train_ps), tensors(feat, val_ps),
-        tensors(feat, test_ps), split,
-    )  # fmt: skip
+    tr, va, te = (model_arrays(feat, p, naive_slot) for p in (train_ps, val_ps, test_ps))
+    return Prepared(feat, train_ps, val_ps, test_ps, tr, va, te, split, ps, test_idx)
 
 
 def model_config(feat: Featurizer, tasks: tuple[str, ...], **switches: Any) -> DINOPConfig:
@@ -341,7 +375,8 @@ def train_dinop(
     metric of `selection_task(tasks)`."""
     set_threads(args)
     torch.manual_seed(seed)
-    model = DINOP(model_config(prep.feat, tasks, **(switches or {})))
+    switches = {"naive_slot": prep.naive_slot, **(switches or {})}
+    model = DINOP(model_config(prep.feat, tasks, **switches))
     key, higher = TASK_METRIC[selection_task(tasks)]
     has_metric = key != "bsp_auc" or len(np.unique(prep.val.bsp)) == 2
 
@@ -437,7 +472,7 @@ def static_profiles(data: SalesData) -> dict[str, dict[str, Any]]:
 def train(args: argparse.Namespace) -> Path:
     """Multi-task DINOP and its artifact; data-parallel under torchrun (only rank 0 writes)."""
     data, dataset = load_data(args)
-    prep = prepare(data, args)
+    prep = prepare(data, args)  # no naive slot: the servable cannot rank a category's items
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip() in SALES_TASKS)
     switches: dict[str, Any] = {}
     if getattr(args, "dropout", None) is not None:
