@@ -114,3 +114,5 @@ def test_a_table_block_reads_as_a_markdown_table() -> None:
     text = accuracy_markdown(record)
     assert "| h | stmp.wmae | x |" in text and "| 2 | - | 3 |" in text
     assert '"stride": 1' in text and '"table"' not in text
+    only = accuracy_markdown({**record, "horizons": {"table": record["horizons"]["table"]}})
+    assert "| h | stmp.wmae | x |" in only and "```json" not in only

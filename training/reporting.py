@@ -343,6 +343,8 @@ def accuracy_markdown(record: Mapping[str, Any]) -> str:
             # reads as a markdown table; the block's other keys follow as JSON.
             lines += [*_table_lines(value["table"]), ""]
             rest = {k: v for k, v in value.items() if k != "table"}
+            if not rest:  # the table was the whole block: no empty JSON after it
+                continue
         lines += ["```json", json.dumps(rest, indent=1, default=_json_default), "```", ""]
     return "\n".join(lines)
 
