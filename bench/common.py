@@ -29,6 +29,25 @@ def bench_command(module: str, argv: Sequence[str] | None = None) -> str:
     return shlex.join(["python", "-m", module, *shown])
 
 
+def load_average() -> float:
+    """The 1-minute load average (nan where the platform has none)."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def load_note(max_load: float) -> str:
+    """The sentence every speed result carries about how busy the machine was: a figure
+    measured beside other jobs reads low, and the reader must be able to tell."""
+    busy = " (the machine was busy with other jobs: absolute numbers are low and noisy)"
+    return f"1-minute load average while measuring: up to {max_load:.1f}" + (
+        busy + "." if max_load > 2.5 else "."
+    )
+
+
 def latency_run(
     name: str, latencies_s: Sequence[float], items: int, wall_s: float, errors: int = 0
 ) -> dict[str, Any]:

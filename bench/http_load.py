@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS_DIR, bench_command, write_speed
+from bench.common import RESULTS_DIR, bench_command, load_average, load_note, write_speed
 from bench.http import profile
 from bench.http.drive import WRK_HINT, Load, Request, drive, wrk_available
 from bench.http.procs import HOST, Processes, free_port, on_sigterm, process_cpu_seconds, wait_ready
@@ -149,13 +149,6 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _load_average() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
 class Bench:
     """One route's run: the servers, their loads, what was measured."""
 
@@ -177,9 +170,9 @@ class Bench:
 
     def measure(self, name: str, load: Load) -> dict[str, Any]:
         self.probes[name] = probe(load.base_url, load.requests[0])
-        self.loads.append(_load_average())
+        self.loads.append(load_average())
         res = drive(self.procs, load, self.work, name, self.use_wrk)
-        self.loads.append(_load_average())
+        self.loads.append(load_average())
         self.runs.append(res["run"])
         self.details["requests"][name] = res["requests"]
         self.details["statuses"][name] = res["statuses"]
@@ -396,12 +389,7 @@ def write(
             if route == "events"
             else "",
             f"Profile of salecast under this load: {ours['profile']}.",
-            f"1-minute load average while measuring: up to {max_load:.1f}"
-            + (
-                " (the machine was busy with other jobs: absolute numbers are low and noisy)."
-                if max_load > 2.5
-                else "."
-            ),
+            load_note(max_load),
             "" if gpu else "No GPU here: CPU execution provider only.",
         )
         if part
