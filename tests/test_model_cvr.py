@@ -17,6 +17,7 @@ from models.metacvr import DISTANCES, BaseCVR, MetaCVR, MetaCVRConfig, example_i
 from service.occasions import OccasionCalendar, Promotion, default_calendar, parse_promotion
 from service.servables.cvr_features import FIELD_INDEX, GROUPS, FeatureSpec
 from training.features.cvr import (
+    CvrSamples,
     Vocab,
     build_samples,
     chronological_split,
@@ -220,3 +221,52 @@ def test_cli_promotions_override_the_default_calendar(tmp_path: Path) -> None:
     assert [p.name for p in cal.promotions] == ["sale"] and cal.before_days == 2
     assert cal.occasion_of_day(dt.date(2024, 3, 7)) == "BP"
     assert job.make_calendar(_args(tmp_path), events, source) is source
+
+
+def _proto_setup() -> tuple[BaseCVR, CvrSamples, CvrSamples, CvrSamples, CvrSamples]:
+    events, calendar = promo_click_log(seed=2, n_users=25, n_items=30, days=40)
+    spec = FeatureSpec(seq_len=6, stats_window=50)
+    vocab = Vocab.build(events)
+    samples = build_samples(events, calendar, vocab, spec)
+    train, recent, val, test = chronological_split(samples, split_days(samples.day), 3.0)
+    cfg = _cfg()
+    cfg.field_cards = spec.cardinalities(*vocab.sizes())
+    torch.manual_seed(0)
+    return BaseCVR(cfg), train, recent, val, test
+
+
+def test_prototypes_average_exactly_the_chosen_support_days() -> None:
+    base, train, recent, _, _ = _proto_setup()
+    np_occ = 3  # NP: the synthetic D_recent holds several NP days with both classes
+    every = job.support_day_choice(recent, np_occ, 0)
+    assert len(every) >= 2 and job.support_day_choice(recent, np_occ, 1) == [max(every)]
+    for days, chosen in ((0, every), (1, [max(every)]), (2, sorted(every)[-2:])):
+        protos, sources = job.compute_prototypes(base, recent, train, days)
+        assert sources["NP"].startswith("recent:") and sources["NP"].endswith(f"+{len(chosen)}d")
+        sup = recent.subset((recent.occasion == np_occ) & np.isin(recent.day, chosen))
+        rep = job.represent(base, sup)
+        buys = torch.from_numpy(sup.label == 1.0)
+        torch.testing.assert_close(protos[np_occ, 0], rep[buys].mean(0))
+        torch.testing.assert_close(protos[np_occ, 1], rep[~buys].mean(0))
+    one, _ = job.compute_prototypes(base, recent, train, 1)
+    assert not torch.allclose(
+        one[np_occ], job.compute_prototypes(base, recent, train, 0)[0][np_occ]
+    )
+
+
+def test_pretest_pool_uses_validation_days_and_never_a_test_day() -> None:
+    base, train, recent, val, test = _proto_setup()
+    assert val.day.max() < test.day.min()
+    protos, sources = job.compute_prototypes(base, recent, train, 0, pretest=val)
+    used = [o for o, s in sources.items() if s.startswith("pretest:")]
+    assert used, sources  # the validation days hold an occasion with both classes
+    for name, source in sources.items():
+        if ":" in source and source.split(":")[1][:1].isdigit():
+            first = pd.Timestamp(source.split(":")[1].split("+")[0]).value // 86_400_000_000_000
+            assert first < test.day.min(), (name, source)
+    occ = ("BP", "DP", "AP", "NP").index(used[0])
+    sup = val.subset((val.occasion == occ) & np.isin(val.day, job.support_day_choice(val, occ, 0)))
+    rep = job.represent(base, sup)
+    torch.testing.assert_close(protos[occ, 0], rep[torch.from_numpy(sup.label == 1.0)].mean(0))
+    _, plain = job.compute_prototypes(base, recent, train, 0)
+    assert not plain[used[0]].startswith("pretest:")

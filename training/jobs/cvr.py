@@ -68,6 +68,8 @@ from training.splits import USER_SPLIT_FRACTIONS, user_parts
 log = logging.getLogger(__name__)
 
 NAME = "cvr"
+#: Where prototype support days may come from, in the order they are tried (`--prototype-pool`).
+PROTOTYPE_POOLS = ("recent", "pretest")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +104,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=256)
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--stage2-lr", type=float, default=1e-2)
-    g.add_argument("--support-days", type=int, default=1, help="days per prototype (paper: 1)")
+    g.add_argument(
+        "--support-days",
+        type=int,
+        default=0,
+        help="support days per prototype: the latest N of the occasion; 0 (default) every "
+        "day of it in the pool (the paper: 1, kept as an ablation)",
+    )
+    g.add_argument(
+        "--prototype-pool",
+        choices=PROTOTYPE_POOLS,
+        default="recent",
+        help="recent: support days from D_recent (the paper); pretest: the validation days "
+        "first (the latest labelled days before test), then D_recent",
+    )
     g.add_argument(
         "--promotion",
         action="append",
@@ -262,32 +277,52 @@ def represent(base: BaseCVR, data: CvrSamples, batch_size: int = 2048) -> torch.
     return torch.cat(reps) if reps else torch.zeros(0, base.repr_dim)
 
 
+def support_day_choice(pool: CvrSamples, occ: int, support_days: int) -> list[int]:
+    """The latest days of occasion `occ` in `pool` holding both a buy and a non-buy.
+
+    `support_days` 0 takes every such day (a prototype averaged over the whole occasion in
+    the pool), N the latest N (the paper: 1). A day with one class cannot give both
+    prototypes, so it never counts.
+    """
+    m = pool.occasion == occ
+    days = sorted(np.unique(pool.day[m]).tolist(), reverse=True)
+    good = [
+        d for d in days if 0 < pool.label[m & (pool.day == d)].sum() < (m & (pool.day == d)).sum()
+    ]
+    return good if support_days <= 0 else good[:support_days]
+
+
 def compute_prototypes(
-    base: BaseCVR, recent: CvrSamples, train: CvrSamples, support_days: int
+    base: BaseCVR,
+    recent: CvrSamples,
+    train: CvrSamples,
+    support_days: int,
+    pretest: CvrSamples | None = None,
 ) -> tuple[torch.Tensor, dict[str, str]]:
     """[4, 2, D] prototypes (cls 0 = buy, 1 = no buy) and where each occasion's came from.
 
-    Paper Sec. III-D: pick a day of the occasion in D_recent, positive support = its
-    purchases, negative = its other clicks, prototype = mean FRN representation. When
-    D_recent has no day of an occasion with both classes, the latest such day in D is used;
-    failing that, every sample of the occasion, then every sample of D (recorded as the
-    source, so the artifact says how it was built).
+    Paper Sec. III-D: pick support days of the occasion in D_recent (`support_days`, 0 =
+    all of them), positive support = their purchases, negative = their other clicks,
+    prototype = mean FRN representation. `pretest` (the validation clicks, whose label
+    windows close before the test days) is tried first when given: at serving time those
+    are the latest labelled days, so e.g. the run-up to Double 11 supports BP instead of the
+    run-up to 618. When no pool has a day of an occasion with both classes, the latest such
+    day in D is used; failing that, every sample of the occasion, then every sample of D
+    (recorded as the source, so the artifact says how it was built). The test split is never
+    an argument, so no test label can enter a prototype.
     """
     protos = torch.zeros(len(OCCASIONS), 2, base.repr_dim)
     sources: dict[str, str] = {}
     global_rep = represent(base, train)
+    pools = [("recent", recent), ("train", train)]
+    if pretest is not None:
+        pools.insert(0, ("pretest", pretest))
     for occ, occ_name in enumerate(OCCASIONS):
         chosen: CvrSamples | None = None
-        for pool_name, pool in (("recent", recent), ("train", train)):
-            m = pool.occasion == occ
-            days = sorted(np.unique(pool.day[m]).tolist(), reverse=True)
-            good = [
-                d
-                for d in days
-                if 0 < pool.label[m & (pool.day == d)].sum() < (m & (pool.day == d)).sum()
-            ][:support_days]
+        for pool_name, pool in pools:
+            good = support_day_choice(pool, occ, support_days)
             if good:
-                chosen = pool.subset(m & np.isin(pool.day, good))
+                chosen = pool.subset((pool.occasion == occ) & np.isin(pool.day, good))
                 first = pd.Timestamp(min(good) * 86400, unit="s").date().isoformat()
                 sources[occ_name] = f"{pool_name}:{first}+{len(good)}d"
                 break
@@ -304,6 +339,21 @@ def compute_prototypes(
             if sel.any():
                 protos[occ, cls] = rep[sel].mean(0)
     return protos, sources
+
+
+def prototypes_for(
+    args: argparse.Namespace,
+    base: BaseCVR,
+    prep: Prepared,
+    support_days: int | None = None,
+    pool: str | None = None,
+) -> tuple[torch.Tensor, dict[str, str]]:
+    """`compute_prototypes` with the job's settings (`--support-days`, `--prototype-pool`),
+    either overridable, so the evaluation's ablations differ from ours in one setting only."""
+    days = args.support_days if support_days is None else support_days
+    pool = getattr(args, "prototype_pool", "recent") if pool is None else pool
+    pretest = prep.val if pool == "pretest" else None
+    return compute_prototypes(base, prep.recent, prep.train, days, pretest)
 
 
 # ---- the two stages ---------------------------------------------------------------------------
@@ -615,7 +665,7 @@ def train(args: argparse.Namespace) -> Path:
         prep = prepare(args)
         cfg = model_config(args, prep.vocab, args.distance)
         base, stage1 = run_stage1(args, cfg, prep.train, prep.val, args.seed, ctx)
-        protos, sources = compute_prototypes(base, prep.recent, prep.train, args.support_days)
+        protos, sources = prototypes_for(args, base, prep)
         distributed.broadcast_from_main(protos, ctx)
         model, stage2 = run_stage2(args, cfg, base, protos, prep.recent, prep.val, args.seed, ctx)
         if not ctx.is_main:

@@ -38,6 +38,7 @@ from training.jobs.common import (
     seed_list,
     set_threads,
 )
+from training.jobs.dinop_ablations import Ablations
 from training.loop import FitReport
 from training.metrics import AucScorer
 from training.reporting import write_accuracy
@@ -57,6 +58,19 @@ def occasion_counts(samples: CvrSamples) -> dict[str, dict[str, int]]:
     }
 
 
+def ablations(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Ours with one prototype setting changed: the paper's single support day (when ours
+    averages more) and the other support pool. Same stage 1, stage 2 and seed as ours, so
+    the paired interval isolates that one setting."""
+    out: dict[str, dict[str, Any]] = {}
+    if args.support_days != 1:
+        out["1 support day (paper)"] = {"support_days": 1}
+    pool = getattr(args, "prototype_pool", "recent")
+    other = "recent" if pool == "pretest" else "pretest"
+    out[f"{other} prototype pool"] = {"pool": other}
+    return out
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     set_threads(args)
     prep = job.prepare(args)
@@ -69,6 +83,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     first_seed: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
+    ablation_sources: dict[str, dict[str, str]] = {}
+    paired = Ablations(comparison)
 
     def record(
         name: str,
@@ -78,10 +94,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         started: float,
         fit: dict[str, Any] | None = None,
     ) -> None:
+        scorer = AucScorer.build(test.label, p)
+        paired.add(name, "auc", scorer)
         comparison.add(
             name,
             metrics=job.score_all(test.label, p, test.occasion),
-            scorer=AucScorer.build(test.label, p),
+            scorer=scorer,
             seed=seed,
             role=role,
             fit=fit,
@@ -122,19 +140,25 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         record("ESMM-style", "baseline", seed, job.predict(esmm, esmm_prob, test), t0,
                fits(stage1=esmm_fit))  # fmt: skip
         t0 = time.perf_counter()
-        protos, sources = job.compute_prototypes(base, prep.recent, prep.train, args.support_days)
+        protos, sources = job.prototypes_for(args, base, prep)
         proto_s = time.perf_counter() - t0
-        for distance in DISTANCE_ORDER:
+        runs = [(job.method_name(d), d, protos) for d in DISTANCE_ORDER]
+        for label, change in ablations(args).items():
+            ablated, ablation_sources[label] = job.prototypes_for(args, base, prep, **change)
+            runs.append((f"{ours}, {label}", args.distance, ablated))
+        for name, distance, bank in runs:
             t1 = time.perf_counter()
-            name = job.method_name(distance)
             model, stage2 = job.run_stage2(
-                args, job.model_config(args, prep.vocab, distance), base, protos, prep.recent,
+                args, job.model_config(args, prep.vocab, distance), base, bank, prep.recent,
                 prep.val, seed,
             )  # fmt: skip
             role: Role = "ours" if name == ours else "variant"
             record(name, role, seed, job.predict(model, job.metacvr_prob(model), test),
                    t1 - base_s - proto_s, fits(stage1=stage1, stage2=stage2))  # fmt: skip
 
+    paired.pair("stage 2 over its own BASE", ours, "BASE", "auc", True)
+    for label in ablations(args):
+        paired.pair(f"ours vs {label}", ours, f"{ours}, {label}", "auc", True)
     record_kwargs = comparison.record()
     best = record_kwargs["comparison"]["best_baseline"]
     occasions = {
@@ -158,7 +182,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         f"methods: Adam, at most {args.epochs} epochs on D and {args.stage2_epochs} on "
         f"D_recent, early stopping on the validation AUC (patience {budget(args).patience}), "
         "best epoch restored; every method's train_s includes the stages it builds on. "
-        f"Prototype support (last seed): {sources}. Occasions per split: see `occasions`"
+        f"Prototype support (last seed): {sources}; of the ablations: {ablation_sources}. "
+        "Ablations change one prototype setting of ours and nothing else. "
+        "Occasions per split: see `occasions`"
         + ("" if occasions["test_has_promotion_day"] else " (no promotion day in the test)")
         + f". {getattr(args, 'threads', 1)} torch CPU thread(s)."
     )
@@ -173,6 +199,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "calendar": prep.calendar.to_dict(),
             "occasions": occasions,
             "reliability": curves,
+            "ablations": {"table": paired.rows},
         },
         **record_kwargs,
     )
