@@ -31,6 +31,9 @@ squared distance, divided by D so its scale does not grow with the representatio
 NOTE: the base score s_b fed to the EPN is the ranking head's logit, not its sigmoid, and the
 EPN starts at w = (1, 0, 0, 0, 0), b = 0, so stage 2 starts exactly at the base model and the
 occasion scores must earn their weight on D_recent.
+NOTE: the paper's prototype is one support day's mean. The job (`training.jobs.cvr`) averages
+every day of the occasion in D_recent by default (a one-day BP or AP prototype rests on a
+handful of buys); the paper's single day runs as an ablation row of every evaluation.
 NOTE: attention is written out (not nn.MultiheadAttention) with a learned always-visible
 "empty" token prepended to the sequence, so users without history need no special case and
 the ONNX graph has no data-dependent control flow.

@@ -1,8 +1,9 @@
 """`salecast train|evaluate cvr`: MetaCVR's two-stage training, baselines, prototype refresh.
 
 Stage 1 trains BASE (FRN + ranking head) on the training days D; prototypes per occasion and
-class are the mean frozen-FRN representation of one support day of that occasion in D_recent
-(the last days of D); stage 2 trains only the DMN and EPN on D_recent (paper Algorithm 1).
+class are the mean frozen-FRN representation of the support days of that occasion in D_recent
+(the last days of D; every such day by default, the paper's one day as an ablation); stage 2
+trains only the DMN and EPN on D_recent (paper Algorithm 1).
 
 Split (`training.features.cvr.chronological_split`): by click day into D, validation and
 test, D_recent the last days of D; training clicks whose label window reaches validation
