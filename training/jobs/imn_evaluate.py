@@ -3,7 +3,8 @@
 Every method goes through the same streaming protocol on the split of
 `training.jobs.imn.prepare` (each test event ranked against the full item set before it is
 applied): popularity and last-item co-occurrence (counting online, nothing random: one run
-each), GRU4Rec (hidden states carried per user), JODIE (IMN without the resource branch
+each), GRU4Rec (hidden states carried per user), SASRec (causal self-attention over the
+user's last items, `training.baselines.sasrec`), JODIE (IMN without the resource branch
 and the MI head) and IMN-Net, the learned ones once per seed (`--seeds`) within the same
 epoch budget and early-stopping rule (validation Recall@20, `training.loop`).
 
@@ -39,6 +40,7 @@ from training.baselines.nextitem import (
     RankingMetrics,
     SessionGRU,
 )
+from training.baselines.sasrec import SASRec, SASRecConfig
 from training.comparison import Comparison, Role
 from training.jobs import imn as job
 from training.jobs.common import budget, dataset_name, new_comparison, seed_list, set_threads
@@ -83,6 +85,46 @@ def score_gru(gru: SessionGRU, prep: job.Prepared, dim: int) -> RankingMetrics:
     gru.replay(prep.val, hidden)
     metrics = RankingMetrics()
     gru.replay(prep.test, hidden, metrics)
+    return metrics
+
+
+def fit_sasrec(prep: job.Prepared, args: argparse.Namespace, seed: int) -> tuple[SASRec, FitReport]:
+    """SASRec in the shared loop with GRU4Rec's budget, dim and validation replay."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = SASRec(SASRecConfig(num_items=len(prep.vocab.items), dim=args.dim))
+    windows = model.sequences(prep.train)
+    # Sec. IV-C: Adam, lr 1e-3 (the shared --lr), beta2 = 0.98
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98))
+
+    def run_epoch(epoch: int) -> float:
+        return model.train_epoch(windows, opt, gen)
+
+    def validate() -> float:
+        history = model.new_history(prep.stream.num_user_slots)
+        model.replay(prep.train, history)
+        metrics = RankingMetrics()
+        model.replay(prep.val, history, metrics, popularity=_popularity(prep, val=False))
+        return metrics.result().get(job.PRIMARY, 0.0)
+
+    report = fit(model, run_epoch, validate if len(prep.val) else None, budget(args),
+                 label=f"sasrec seed {seed}")  # fmt: skip
+    return model, report
+
+
+def _popularity(prep: job.Prepared, val: bool) -> np.ndarray:
+    """[N] item counts of train (and validation): the fallback for a user with no history."""
+    parts = [prep.train.item_index] + ([prep.val.item_index] if val else [])
+    counts = np.bincount(np.concatenate(parts), minlength=len(prep.vocab.items))
+    return counts.astype(np.float64)
+
+
+def score_sasrec(model: SASRec, prep: job.Prepared) -> RankingMetrics:
+    history = model.new_history(prep.stream.num_user_slots)
+    model.replay(prep.train, history)
+    model.replay(prep.val, history)
+    metrics = RankingMetrics()
+    model.replay(prep.test, history, metrics, popularity=_popularity(prep, val=True))
     return metrics
 
 
@@ -204,6 +246,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         gru, report = fit_gru(prep, args, seed)
         record(SessionGRU.name, "baseline", seed, score_gru(gru, prep, args.dim), t0, report)
+        t0 = time.perf_counter()
+        sasrec, report = fit_sasrec(prep, args, seed)
+        record(SASRec.name, "baseline", seed, score_sasrec(sasrec, prep), t0, report)
         for name, overrides in (
             ("jodie", {"use_resource": False, "use_mi": False, "alpha_n": 0.0}),
             (OURS, {}),
@@ -222,6 +267,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     repeats = same_day_repeats(prep.events)[prep.n_train + prep.n_val :]
     collapsed = without_repeats(args, scored, test.user_slot, test.item_index > 0, repeats)
     dataset = dataset_name(args)
+    sas = SASRecConfig(num_items=n_items, dim=args.dim)
     notes = (
         f"{len(prep.events)} events"
         + (f" (the first {args.max_events} by time)" if args.max_events else "")
@@ -229,7 +275,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         f"{len(prep.vocab.items) - 1} train items; ranking over all train items, a test "
         "target unseen in training counts as a miss for every method. Each test event is "
         "ranked before it is applied (streaming replay); popularity and co-occurrence count "
-        "online, GRU4Rec carries hidden states, JODIE = IMN without resource branch and MI "
+        "online, GRU4Rec carries hidden states, SASRec attends over each user's last "
+        f"{sas.max_len} items ({sas.blocks} blocks, {sas.heads} head, dropout {sas.dropout}, "
+        "full-softmax loss), JODIE = IMN without resource branch and MI "
         f"head (a baseline: the JODIE paper's model). {collapsed['share_repeats']:.1%} of the "
         "test events repeat the user's previous item on the same day; "
         "`without_same_day_repeats` ranks the same runs on the others (the repeats still "
@@ -245,7 +293,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         )
         + f"{getattr(args, 'threads', 1)} torch CPU thread(s). GRU4Rec trains on windows of "
         "20 steps per user, each window starting from the hidden state the previous one "
-        "ended with (truncated BPTT), as its replay carries it. Recall@k curves: first seed."
+        "ended with (truncated BPTT), as its replay carries it; SASRec trains on windows of "
+        f"{sas.max_len} + 1 items per user and ranks a user with no history by popularity, "
+        "as IMN and JODIE do. "
+        "Recall@k curves: first seed."
     )
     record_kwargs = comparison.record()
     path = write_accuracy(
