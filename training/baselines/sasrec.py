@@ -83,6 +83,12 @@ class SASRec(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.blocks))
         self.norm = nn.LayerNorm(cfg.dim)
+        # the reference code's Xavier initialisation: with N(0, 1) item vectors the first
+        # logits have a spread of ~sqrt(d) and the softmax starts saturated
+        nn.init.xavier_normal_(self.items.weight)
+        nn.init.xavier_normal_(self.positions.weight)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
 
     def hidden(self, seq: torch.Tensor) -> torch.Tensor:
         """[B, L] item ids (left-padded with 0) -> [B, L, d]; position t sees items <= t."""
