@@ -106,6 +106,12 @@ def test_comparison_ranks_against_the_best_baseline_not_a_variant() -> None:
     assert record["methods_sd"]["ours"]["auc"] == pytest.approx(0.0, abs=1e-12)  # AUC: ranks
     with pytest.raises(ValueError):
         comparison.add("middle", metrics={"auc": 0.5}, scorer=lambda w: 0.5, seed=9, role="variant")
+    named = comparison.against("weak")  # a named baseline that is not the best one
+    assert named["baseline"] == "weak" and named["verdict"] == AHEAD
+    assert named["difference"] > result["difference"]  # weak is further behind than middle
+    assert comparison.against("middle")["interval"] == result["interval"]  # the same bootstrap
+    with pytest.raises(ValueError):
+        comparison.against("absent")
 
 
 def test_validation_summary_flags_a_model_behind_its_baseline() -> None:

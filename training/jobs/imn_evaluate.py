@@ -9,7 +9,8 @@ and the MI head) and IMN-Net, the learned ones once per seed (`--seeds`) within 
 epoch budget and early-stopping rule (validation Recall@20, `training.loop`).
 
 The verdict compares IMN with the best baseline by seed-mean test Recall@20, with a paired
-bootstrap interval over test *users* (a user's events move together). Every method ranks
+bootstrap interval over test *users* (a user's events move together), and IMN with SASRec,
+the paper's strongest baseline, by the same interval (`versus_sasrec`). Every method ranks
 the test events in the same order, so the per-event hits line up for the pairing. The
 Recall@k curve of every method (first seed) is recorded, and drawn with `--plot`.
 
@@ -52,6 +53,8 @@ from training.stats import Scorer
 log = logging.getLogger(__name__)
 OURS = "imn"
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100)
+# the IMN paper's strongest baseline, compared with IMN by name whichever baseline is best
+VERSUS_SASREC = "versus_sasrec"
 
 
 def fit_gru(
@@ -191,7 +194,12 @@ def without_repeats(
         metrics = dict(zip(("recall@10", "recall@20"), recall_curve(ranks, (10, 20)), strict=True))
         sub.add(run.name, metrics=metrics, scorer=recall_scorer(ranks), seed=run.seed,
                 role=run.role)  # fmt: skip
-    return {**out, "methods": sub.methods(), "comparison": sub.comparison()}
+    return {
+        **out,
+        "methods": sub.methods(),
+        "comparison": sub.comparison(),
+        VERSUS_SASREC: sub.against(SASRec.name),
+    }
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -309,6 +317,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         extra={
             "recall_curve": {"k": list(CURVE_KS), **curves},
             "fusion_search": fusion,
+            VERSUS_SASREC: comparison.against(SASRec.name),
             "without_same_day_repeats": collapsed,
         },
         **record_kwargs,
