@@ -64,6 +64,25 @@ def test_without_repeats_scores_only_the_other_events() -> None:
     assert comparison["best_baseline"] == "cooccurrence"
     assert comparison["test"]["rows"] == n // 2
     assert comparison["verdict"] == "ahead"
+    assert "versus_sasrec" not in out  # no SASRec run, no comparison with it
+
+
+def test_without_repeats_compares_with_sasrec_on_the_same_events() -> None:
+    n = 400
+    units = np.random.default_rng(0).integers(0, 80, n)
+    repeats = np.arange(n) % 2 == 0
+    cooc = np.where(repeats, 1, 500)
+    sasrec = np.where(np.arange(n) % 4 == 1, 1, 500)  # half the other events
+    imn = np.where(~repeats, 1, 500)  # every other event
+    runs = [
+        ScoredRun("cooccurrence", "baseline", None, cooc),
+        ScoredRun("sasrec", "baseline", 0, sasrec),
+        ScoredRun("imn", "ours", 0, imn),
+    ]
+    versus = without_repeats(_args(), runs, units, np.ones(n, bool), repeats)["versus_sasrec"]
+    assert versus["baseline"] == "sasrec" and versus["test"]["rows"] == n // 2
+    assert versus["difference"] == pytest.approx(0.5)  # 1.0 - 0.5 on the other events
+    assert versus["verdict"] == "ahead"
 
 
 def test_without_repeats_is_empty_when_the_log_has_none() -> None:

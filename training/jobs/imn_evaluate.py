@@ -194,12 +194,10 @@ def without_repeats(
         metrics = dict(zip(("recall@10", "recall@20"), recall_curve(ranks, (10, 20)), strict=True))
         sub.add(run.name, metrics=metrics, scorer=recall_scorer(ranks), seed=run.seed,
                 role=run.role)  # fmt: skip
-    return {
-        **out,
-        "methods": sub.methods(),
-        "comparison": sub.comparison(),
-        VERSUS_SASREC: sub.against(SASRec.name),
-    }
+    out = {**out, "methods": sub.methods(), "comparison": sub.comparison()}
+    if any(run.name == SASRec.name for run in runs):
+        out[VERSUS_SASREC] = sub.against(SASRec.name)
+    return out
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
