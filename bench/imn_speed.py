@@ -94,28 +94,10 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
     pipeline = EventPipeline(store, updaters=[updater])
     d = loaded.state[MODEL].dim
 
-    # ---- events: ours ------------------------------------------------------------------------
-    ours_events = _events("o", args.events, args.users, args.items, 1)
-    lat: list[float] = []
+    # ---- events: ours -----------------------------------------------------------------------
     max_load = load_average()
-    redis_cpu0, cpu0 = await _redis_cpu_seconds(store), time.process_time()
-    t0 = time.perf_counter()
-    for start in range(0, len(ours_events), args.batch):
-        s = time.perf_counter()
-        result = await pipeline.process(ours_events[start : start + args.batch])
-        lat.append(time.perf_counter() - s)
-        assert result.count("applied") + result.count("duplicate") > 0
-    wall = time.perf_counter() - t0
-    ours_run = latency_run("salecast-pipeline", lat, len(ours_events), wall)
-    per_event_us = 1e6 / len(ours_events)
-    own_us = per_event_us * (time.process_time() - cpu0)
-    redis_us = per_event_us * (await _redis_cpu_seconds(store) - redis_cpu0)
-    split = (
-        f"Where an event's time went (ours): {own_us:.1f} us of this process's CPU, "
-        f"{redis_us:.1f} us of the Valkey server's CPU, {per_event_us * wall:.1f} us of wall "
-        "time: the two run one after the other (each wave's script is awaited before the next "
-        "wave is computed)."
-    )
+    ours_events = _events("o", args.events, args.users, args.items, 1)
+    ours_run, split = await _ingest("salecast-pipeline", pipeline, store, ours_events, args.batch)
     max_load = max(max_load, load_average())
 
     # ---- events: naive read-modify-write -----------------------------------------------------
@@ -161,6 +143,16 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
     naive_run = latency_run(
         "naive-read-modify-write", lat, len(naive_events), time.perf_counter() - t0
     )
+    # after the naive writer, so that it too ran against the server as configured
+    await store.execute("bench_aof", "CONFIG", "SET", "appendonly", "no")
+    try:
+        no_aof_run, no_aof_split = await _ingest(
+            "salecast-pipeline-no-aof", pipeline, store,
+            _events("a", args.events, args.users, args.items, 3), args.batch,
+        )  # fmt: skip
+    finally:
+        await store.execute("bench_aof", "CONFIG", "SET", "appendonly", "yes")
+    max_load = max(max_load, load_average())
     notes = (
         f"2-core CPU, no GPU in this session (GPU numbers not measured). Item table "
         f"{args.items} items x {2 * d} floats; {args.users} users; batches of {args.batch} "
@@ -169,10 +161,15 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
     )
     write_speed(
         "events-ingest",
-        [ours_run, naive_run],
+        [ours_run, no_aof_run, naive_run],
         "salecast-pipeline",
         command=args.command,
-        notes=f"{notes} {split}",
+        notes=f"{notes} {split} salecast-pipeline-no-aof: the same pipeline on other users' "
+        "events with the server's append-only file switched off for the run (CONFIG SET "
+        "appendonly no), to show what durability costs; salecast always runs with it on. "
+        "Compare the two by the Valkey CPU per event: the second run also spends more of this "
+        "process's CPU per event (seen in every run so far, cause not investigated), so its "
+        f"throughput is not a clean comparison. {no_aof_split}",
     )
 
     # ---- recommendations ---------------------------------------------------------------------
@@ -224,6 +221,32 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
     )
     await store.close()
     await registry.stop()
+
+
+async def _ingest(
+    name: str, pipeline: Any, store: Any, events: list[dict[str, Any]], batch: int
+) -> tuple[dict[str, Any], str]:
+    """Apply `events` in batches of `batch`, one batch at a time: the run, and a sentence on
+    where an event's time went (this process's CPU, the Redis server's CPU, wall)."""
+    lat: list[float] = []
+    redis_cpu0, cpu0 = await _redis_cpu_seconds(store), time.process_time()
+    t0 = time.perf_counter()
+    for start in range(0, len(events), batch):
+        s = time.perf_counter()
+        result = await pipeline.process(events[start : start + batch])
+        lat.append(time.perf_counter() - s)
+        assert result.count("applied") + result.count("duplicate") > 0
+    wall = time.perf_counter() - t0
+    per_event_us = 1e6 / len(events)
+    own_us = per_event_us * (time.process_time() - cpu0)
+    redis_us = per_event_us * (await _redis_cpu_seconds(store) - redis_cpu0)
+    split = (
+        f"Where an event's time went ({name}): {own_us:.1f} us of this process's CPU, "
+        f"{redis_us:.1f} us of the Valkey server's CPU, {per_event_us * wall:.1f} us of wall "
+        "time: the two run one after the other (each wave's script is awaited before the next "
+        "wave is computed)."
+    )
+    return latency_run(name, lat, len(events), wall), split
 
 
 async def _redis_cpu_seconds(store: Any) -> float:
