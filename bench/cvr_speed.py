@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import latency_run, write_speed
+from bench.common import latency_run, load_average, load_note, write_speed
 from service.runtime.direct import DirectLoaded
 from service.servables.cvr import CvrServable, PairInput, SeqEvent
 
@@ -106,8 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             f"ORT {ort.__version__} on {loaded.provider} ({args.threads} intra-op threads); "
             f"model d_model={cfg['d_model']}, heads={cfg['heads']}, seq_len={cfg['seq_len']}, "
             f"distance={cfg['distance']}; artifact {loaded.version}. Features are computed "
-            "in Python per pair in both runs. Measured on the shared 2-core machine while other "
-            "jobs ran, so absolute numbers are pessimistic; the ratio is the comparison. "
+            f"in Python per pair in both runs. {load_note(load_average())} "
             + (
                 "No GPU in this session: CPU numbers only."
                 if loaded.provider == "CPUExecutionProvider"

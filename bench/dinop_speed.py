@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import latency_run, write_speed
+from bench.common import latency_run, load_average, load_note, write_speed
 from service.runtime.manifest import read_manifest
 
 
@@ -162,8 +162,8 @@ def main() -> None:
             f"{args.threads} intra-op threads, {args.repeats} timed calls after one warm-up; "
             "latency is per call (per_item: per call of "
             f"{per_item_n} single-item runs). ORT only: Redis reads and HTTP are not "
-            "included. Machine shared with other jobs while measured. No GPU in this "
-            "session, so no GPU numbers."
+            f"included. {load_note(load_average())} No GPU in this session, so no GPU "
+            "numbers."
         ),
         extra={"items": n, "presale_periods": T, "provider": provider},
     )
