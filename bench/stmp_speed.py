@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import latency_run, write_speed
+from bench.common import latency_run, load_average, load_note, write_speed
 from service.runtime.direct import DirectLoaded
 from service.servables.stmp import STMPServable, STMPTables
 
@@ -119,8 +118,7 @@ async def run(args: argparse.Namespace) -> None:
         f"{tb.samples} psi samples per forecast; ORT {ort.__version__} on {loaded.provider}, "
         f"{args.threads} intra-op threads; artifact {path.name} ({tb.frequency}). "
         + ("" if gpu else "No GPU in this run: CPU numbers only. ")
-        + f"1-minute load average at the end: {os.getloadavg()[0]:.1f} (the 2-core machine "
-        + "is shared, so absolute numbers are pessimistic; the ratios are the comparison)."
+        + load_note(load_average())
     )
     write_speed(
         "forecast-gpu" if gpu else "forecast",
