@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from models.dinop import DINOP, N_SLOTS, DINOPConfig
+from training.ablations import Ablations, accuracy_scorer
 from training.baselines.promotion import NAIVE_SLOT, flat, naive_slots
 from training.comparison import Comparison
 from training.features.dinop import fit_statistics
 from training.jobs import dinop as job
-from training.jobs.dinop_ablations import Ablations, accuracy_scorer
 from training.jobs.dinop_evaluate import ITEM_INPUTS, without_item_inputs
 from training.jobs.dinop_rolling import origin_dates, rolling_origins, rolling_predictions
 from training.stats import TestSize

@@ -131,6 +131,20 @@ class LastItemCooccurrence:
             self.observe(rows)
 
 
+def masked_cross_entropy_step(
+    opt: torch.optim.Optimizer, logits: torch.Tensor, target: torch.Tensor
+) -> tuple[float, int]:
+    """One optimiser step on full-softmax cross-entropy over the real (unpadded) positions
+    already selected; returns (loss x positions, positions) for the epoch's mean. GRU4Rec and
+    SASRec train with the same step, so their losses stay comparable."""
+    loss = F.cross_entropy(logits, target)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    n = int(target.numel())
+    return float(loss.detach()) * n, n
+
+
 class SessionGRU(nn.Module):
     """GRU4Rec-style (Hidasi et al. 2016): item embedding -> GRU -> scores over all items.
 
@@ -196,17 +210,13 @@ class SessionGRU(nn.Module):
                 hidden, _ = self.gru(self.embed(x[:, :-1]), carried[index].unsqueeze(0))
                 last = torch.tensor([len(g) - 2 for g in group])  # last real input step
                 carried[index] = hidden[torch.arange(len(rows)), last].detach()
-                logits = self.out(hidden)  # [B, L-1, N]
                 target = x[:, 1:]
                 mask = target > 0
                 if not mask.any():
                     continue
-                loss = F.cross_entropy(logits[mask], target[mask])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * int(mask.sum())
-                count += int(mask.sum())
+                loss_sum, n = masked_cross_entropy_step(opt, self.out(hidden)[mask], target[mask])
+                total += loss_sum
+                count += n
         return total / max(count, 1)
 
     @torch.no_grad()

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from training.baselines.nextitem import RankingMetrics
+from training.baselines.nextitem import RankingMetrics, masked_cross_entropy_step
 from training.features.imn import EventArrays, sequential_chunks
 
 
@@ -146,12 +145,9 @@ class SASRec(nn.Module):
             if not mask.any():
                 continue
             logits = self.hidden(inputs)[mask] @ self.items.weight.T
-            loss = F.cross_entropy(logits, target[mask])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * int(mask.sum())
-            count += int(mask.sum())
+            loss_sum, n = masked_cross_entropy_step(opt, logits, target[mask])
+            total += loss_sum
+            count += n
         return total / max(count, 1)
 
     def new_history(self, num_user_slots: int) -> np.ndarray:

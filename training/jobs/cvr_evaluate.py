@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from service.occasions import OCCASIONS
+from training.ablations import Ablations
 from training.baselines.cvr import EsmmCVR
 from training.comparison import Role
 from training.features.cvr import CvrSamples
@@ -38,7 +39,6 @@ from training.jobs.common import (
     seed_list,
     set_threads,
 )
-from training.jobs.dinop_ablations import Ablations
 from training.loop import FitReport
 from training.metrics import AucScorer
 from training.reporting import write_accuracy

@@ -11,7 +11,7 @@ promotion days move together). Section 5.4's transfer study (SS as a new task on
 representation) runs with the first seed. Every sales method reads the naive slot's one-hot
 (`job.naive_slot_one_hot`); DINOP and LightGBM also run without it, and, when the test
 holds two or more promotion days, refitted per test day (`training.jobs.dinop_rolling`);
-`training.jobs.dinop_ablations` judges each such pair on the metric it should move.
+`training.ablations` judges each such pair on the metric it should move.
 
 Event logs (`evaluate_bop`): BOP, buy-through-promotion, on the log's one promotion day;
 the paper's year-over-year split is impossible with one such day, so users are split
@@ -34,11 +34,11 @@ import torch
 from torch import nn
 
 from models.dinop import DINOP, DINOPConfig
+from training.ablations import Ablations, accuracy_scorer
 from training.baselines import promotion as bl
 from training.comparison import Role
 from training.jobs import dinop as job
 from training.jobs.common import budget, dataset_name, new_comparison, seed_list, set_threads
-from training.jobs.dinop_ablations import Ablations, accuracy_scorer
 from training.jobs.dinop_rolling import describe, rolling_origins, rolling_predictions
 from training.metrics import AucScorer, auc, mean_absolute_error
 from training.reporting import write_accuracy

@@ -385,6 +385,13 @@ def imn_config(prep: Prepared, args: argparse.Namespace, **overrides: Any) -> IM
     return replace(cfg, **overrides)
 
 
+def popularity_counts(prep: Prepared, with_val: bool) -> np.ndarray:
+    """[N] item counts of train (and validation): the ranking of a user with no history
+    yet, the service's fallback; every learned method of the evaluation starts from it."""
+    parts = [prep.train.item_index] + ([prep.val.item_index] if with_val else [])
+    return np.bincount(np.concatenate(parts), minlength=len(prep.vocab.items)).astype(np.float64)
+
+
 def score_test(model: IMNNet, prep: Prepared) -> tuple[RankingMetrics, States]:
     """Replay train (no scoring) and val, then rank every test event; final states too.
 
@@ -394,11 +401,7 @@ def score_test(model: IMNNet, prep: Prepared) -> tuple[RankingMetrics, States]:
     replay(model, prep.train, states)
     replay(model, prep.val, states)
     metrics = RankingMetrics()
-    popularity = np.bincount(
-        np.concatenate([prep.train.item_index, prep.val.item_index]),
-        minlength=model.config.num_items,
-    ).astype(np.float64)
-    replay(model, prep.test, states, metrics, popularity=popularity)
+    replay(model, prep.test, states, metrics, popularity=popularity_counts(prep, with_val=True))
     return metrics, states
 
 

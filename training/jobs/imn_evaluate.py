@@ -107,7 +107,9 @@ def fit_sasrec(prep: job.Prepared, args: argparse.Namespace, seed: int) -> tuple
         history = model.new_history(prep.stream.num_user_slots)
         model.replay(prep.train, history)
         metrics = RankingMetrics()
-        model.replay(prep.val, history, metrics, popularity=_popularity(prep, val=False))
+        model.replay(
+            prep.val, history, metrics, popularity=job.popularity_counts(prep, with_val=False)
+        )
         return metrics.result().get(job.PRIMARY, 0.0)
 
     report = fit(model, run_epoch, validate if len(prep.val) else None, budget(args),
@@ -115,19 +117,12 @@ def fit_sasrec(prep: job.Prepared, args: argparse.Namespace, seed: int) -> tuple
     return model, report
 
 
-def _popularity(prep: job.Prepared, val: bool) -> np.ndarray:
-    """[N] item counts of train (and validation): the fallback for a user with no history."""
-    parts = [prep.train.item_index] + ([prep.val.item_index] if val else [])
-    counts = np.bincount(np.concatenate(parts), minlength=len(prep.vocab.items))
-    return counts.astype(np.float64)
-
-
 def score_sasrec(model: SASRec, prep: job.Prepared) -> RankingMetrics:
     history = model.new_history(prep.stream.num_user_slots)
     model.replay(prep.train, history)
     model.replay(prep.val, history)
     metrics = RankingMetrics()
-    model.replay(prep.test, history, metrics, popularity=_popularity(prep, val=True))
+    model.replay(prep.test, history, metrics, popularity=job.popularity_counts(prep, with_val=True))
     return metrics
 
 

@@ -1,10 +1,11 @@
-"""Paired intervals for DINOP's ablation rows (with vs without one change), in one run.
+"""Paired intervals for ablation rows (with vs without one change), in one run.
 
 `training.comparison` ranks ours against the best baseline on the primary metric only; an
-ablation is judged on the metric the change is meant to move (the naive-slot feature on SS
-accuracy, not GMV MAE), so this keeps per-metric scorers for the methods an ablation pairs
-and scores each pair with the same paired bootstrap over the same test units and the same
-verdict rule (an interval including 0 is `inconclusive`).
+ablation is judged on the metric the change is meant to move (DINOP's naive-slot feature on
+SS accuracy, not GMV MAE; a MetaCVR prototype setting on AUC), so this keeps per-metric
+scorers for the methods an ablation pairs and scores each pair with the same paired
+bootstrap over the same test units and the same verdict rule (an interval including 0 is
+`inconclusive`).
 """
 
 from __future__ import annotations
@@ -45,18 +46,18 @@ class Ablations:
         if not a or not b:
             return None
         c = self.comparison
+        ours, theirs = seed_mean(a), seed_mean(b)
         interval = paired_bootstrap(
-            seed_mean(a), seed_mean(b), c.units, resamples=c.resamples, level=c.level,
-            seed=c.seed,
-        )  # fmt: skip
+            ours, theirs, c.units, resamples=c.resamples, level=c.level, seed=c.seed
+        )
         row = {
             "ablation": ablation,
             "method": method,
             "reference": reference,
             "metric": metric,
             "higher_is_better": higher_is_better,
-            "method_value": seed_mean(a)(None),
-            "reference_value": seed_mean(b)(None),
+            "method_value": ours(None),
+            "reference_value": theirs(None),
             "difference": interval.estimate,
             "low": interval.low,
             "high": interval.high,
