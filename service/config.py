@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SALECAST_"
@@ -147,6 +147,21 @@ class Settings(BaseSettings):
         gt=0,
         description="How long an event id is remembered, so a retried event is not applied twice.",
     )
+    events_mode: Literal["cas", "log"] = Field(
+        default="cas",
+        description="How `POST /v1/events` writes: `cas`, every replica applies its events with "
+        "compare-and-set before answering `applied`; `log`, events are answered `accepted` "
+        "once appended to a durable log in Redis (user side written), and the one replica "
+        "holding the log's lease applies the model states in commit order "
+        "(docs/consistency.md). `log` needs one Redis server, not a cluster.",
+    )
+    event_log_max_entries: int = Field(
+        default=100_000,
+        gt=0,
+        description="In the `log` mode, events appended but not yet applied before appends are "
+        "answered 503 with Retry-After (the log's writer is behind or down); at the measured "
+        "apply rate of two cores this bounds the lag to about ten seconds.",
+    )
     max_future_seconds: float = Field(
         default=300.0,
         ge=0.0,
@@ -168,6 +183,16 @@ class Settings(BaseSettings):
         description="On shutdown, how long in-flight requests get to finish before the process "
         "stops anyway.",
     )
+
+    @model_validator(mode="after")
+    def _log_needs_one_server(self) -> Settings:
+        cluster = self.redis_cluster or "+cluster://" in (self.redis_url or "")
+        if self.events_mode == "log" and cluster:
+            raise ValueError(
+                "events_mode 'log' needs one Redis server: its append writes a user's keys and "
+                "the shared log in one script, which a cluster cannot do across slots"
+            )
+        return self
 
     def intra_threads(self) -> int:
         """The thread count ONNX Runtime gets: the setting, or every core when it is 0."""

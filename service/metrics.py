@@ -169,6 +169,24 @@ CAS_CONFLICTS = Counter(
 EVENTS_APPLIED = Counter(
     "salecast_events_applied_total", "Events accepted and applied, by action.", ["action"]
 )
+EVENTS_ACCEPTED = Counter(
+    "salecast_events_accepted_total",
+    "Events appended to the event log (single-writer mode), by action; applied later.",
+    ["action"],
+)
+EVENT_LOG_LAG = Histogram(
+    "salecast_event_log_lag_seconds",
+    "From an event's append to the event log until its chunk's states are written.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+EVENT_LOG_PENDING = Gauge(
+    "salecast_event_log_pending",
+    "Events in the log not yet applied, as the replica holding the writer lease last saw.",
+)
+EVENT_LOG_WRITER = Gauge(
+    "salecast_event_log_writer",
+    "1 while this process holds the event log's writer lease, else 0.",
+)
 EVENTS_DUPLICATE = Counter(
     "salecast_events_duplicate_total", "Events dropped because their idempotency key was seen."
 )
@@ -197,6 +215,10 @@ ALL_METRICS = (
     EMBEDDED_REDIS_RESTARTS,
     CAS_CONFLICTS,
     EVENTS_APPLIED,
+    EVENTS_ACCEPTED,
+    EVENT_LOG_LAG,
+    EVENT_LOG_PENDING,
+    EVENT_LOG_WRITER,
     EVENTS_DUPLICATE,
     EVENTS_REJECTED,
 )

@@ -103,6 +103,27 @@ def read_states(url: str, model: str, entity: str, ids: list[str]) -> list[Any]:
     return asyncio.run(main())
 
 
+async def toy_states(
+    url: str, events: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Every toy state (vector and version) and every sequence (item ids) `events` name."""
+    store = await StateStore.connect(url)
+    try:
+        users = sorted({e["user_id"] for e in events})
+        items = sorted({e["item_id"] for e in events})
+        found = await store.get_states("toy", "user", users) + await store.get_states(
+            "toy", "item", items
+        )
+        vectors = {
+            name: (s.vector.tolist(), s.version) if s else None
+            for name, s in zip(users + items, found, strict=True)
+        }
+        seqs = {u: s.items for u, s in zip(users, await store.sequences(users), strict=True)}
+        return vectors, seqs
+    finally:
+        await store.close()
+
+
 def test_batch_applies_in_waves_and_replay_is_duplicate(clean_redis: str) -> None:
     toy = ToyUpdater()
     batch = [
@@ -484,23 +505,6 @@ def test_replicas_end_in_the_states_of_a_serial_replay_in_commit_order(clean_red
         finally:
             await store.close()
 
-    async def states(url: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        store = await StateStore.connect(url)
-        try:
-            users = sorted({e["user_id"] for e in events})
-            items = sorted({e["item_id"] for e in events})
-            found = await store.get_states("toy", "user", users) + await store.get_states(
-                "toy", "item", items
-            )
-            vectors = {
-                name: (s.vector.tolist(), s.version) if s else None
-                for name, s in zip(users + items, found, strict=True)
-            }
-            seqs = {u: s.items for u, s in zip(users, await store.sequences(users), strict=True)}
-            return vectors, seqs
-        finally:
-            await store.close()
-
     async def main() -> tuple[Any, Any, list[tuple[int, str]]]:
         applied_a, applied_b = await asyncio.gather(replica(batches[0::2]), replica(batches[1::2]))
         applied = sorted(applied_a + applied_b)
@@ -512,7 +516,8 @@ def test_replicas_end_in_the_states_of_a_serial_replay_in_commit_order(clean_red
             for _, event_id in applied:  # one event per call, in commit order
                 result = await serial.process([by_id[event_id]])
                 assert result.results[0].status == "applied", result.results[0]
-            return await states(clean_redis), await states(replay_url), applied
+            concurrent = await toy_states(clean_redis, events)
+            return concurrent, await toy_states(replay_url, events), applied
         finally:
             await replay.close()
 

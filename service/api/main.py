@@ -41,6 +41,7 @@ from service.auth.keys import KeyRing
 from service.auth.middleware import ApiKeyAuth
 from service.config import Settings
 from service.errors import StateStoreError
+from service.events.log_applier import LogApplier
 from service.logs import REQUEST_ID, configure_logging
 from service.metrics import BUILD_INFO, REQUEST_LATENCY, REQUESTS_IN_FLIGHT
 from service.runtime.registry import ModelRegistry
@@ -282,8 +283,14 @@ def create_app(
             app_log.error("redis unreachable at start", extra={"reason": str(exc)})
             app.state.store = None
             reconnect = asyncio.get_running_loop().create_task(_keep_connecting(app, settings))
+        applier: LogApplier | None = None
         try:
             await registry.start()
+            if settings.events_mode == "log":
+                applier = app.state.log_applier = LogApplier(
+                    lambda: app.state.store, lambda: app.state.updaters
+                )
+                applier.start()
             settle_garbage_collector()
             app_log.info(
                 "service started",
@@ -300,6 +307,8 @@ def create_app(
                 app_log.warning("drain timed out", extra={"in_flight": left})
             if reconnect is not None:
                 reconnect.cancel()
+            if applier is not None:  # before the models stop: the last chunks still compute
+                await applier.close()
             await registry.stop()
             await close_store(app.state.store)
             app.state.store = None

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.events.schema import Event, EventIn, Status
-from service.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE, EVENTS_REJECTED
+from service.metrics import EVENTS_ACCEPTED, EVENTS_APPLIED, EVENTS_DUPLICATE, EVENTS_REJECTED
 
 
 @dataclass(slots=True)
@@ -16,7 +16,7 @@ class EventOutcome:
     event_id: str | None
     status: Status
     reason: str | None = None
-    commit: int | None = None  # applied on a single server: the store's commit number
+    commit: int | None = None  # applied or accepted on a single server: the commit number
     label: str = ""  # the metric label: the action (applied) or the field (rejected)
 
 
@@ -40,12 +40,16 @@ def rejected(index: int, event_id: str | None, field_name: str, reason: str) -> 
     return EventOutcome(index, event_id, "rejected", reason, label=label)
 
 
-def duplicate(index: int, event_id: str, reason: str) -> EventOutcome:
-    return EventOutcome(index, event_id, "duplicate", reason)
+def duplicate(index: int, event_id: str, reason: str, commit: int | None = None) -> EventOutcome:
+    return EventOutcome(index, event_id, "duplicate", reason, commit)
 
 
 def applied(e: Event, commit: int | None = None) -> EventOutcome:
     return EventOutcome(e.index, e.event_id, "applied", None, commit, e.action)
+
+
+def accepted(e: Event, commit: int) -> EventOutcome:
+    return EventOutcome(e.index, e.event_id, "accepted", None, commit, e.action)
 
 
 def stale(e: Event, newer: tuple[float, str]) -> EventOutcome:
@@ -64,6 +68,8 @@ def count(results: Sequence[EventOutcome]) -> None:
     for (status, label), n in tally.items():
         if status == "applied":
             EVENTS_APPLIED.labels(action=label).inc(n)
+        elif status == "accepted":
+            EVENTS_ACCEPTED.labels(action=label).inc(n)
         elif status == "duplicate":
             EVENTS_DUPLICATE.inc(n)
         else:

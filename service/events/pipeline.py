@@ -12,7 +12,9 @@ An accepted event is never lost and never applied twice. How:
    script: users and items, sequence, counts and idempotency key together, with a commit
    number), on Redis Cluster `TwoPhaseWriter` (item side, then the user's slot). Both compare
    and set on ``(ts, event id)``, so an older or repeated event never overwrites newer state,
-   and both retry a conflict (another replica wrote in between) from a fresh read.
+   and both retry a conflict (another replica wrote in between) from a fresh read. In the
+   single-writer mode (an `event_log` given) `LogAppendWriter` instead writes the user side
+   and appends to the event log; the model states follow from `LogApplier`.
 
 Without a ready updater (no IMN model loaded) sequences, counts and idempotency are still
 kept, so count-based models (intent) work from the first event.
@@ -27,6 +29,8 @@ from typing import Any
 from service.errors import InvalidInput
 from service.events import outcomes
 from service.events.atomic import AtomicWaveWriter
+from service.events.event_log import EventLog
+from service.events.log_writer import LogAppendWriter
 from service.events.outcomes import BatchResult, EventOutcome
 from service.events.schema import MAX_EVENTS, Event, EventIn, Invalid, validate_events
 from service.events.two_phase import TwoPhaseWriter
@@ -47,16 +51,22 @@ class EventPipeline:
         max_future_seconds: float = 300.0,
         max_conflict_retries: int = 5,
         clock: Callable[[], float] = time.time,
+        event_log: EventLog | None = None,
+        on_append: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self._updaters = updaters
         self.max_future_seconds = max_future_seconds
         self.clock = clock
-        self.writer: AtomicWaveWriter | TwoPhaseWriter = (
-            TwoPhaseWriter(store, max_conflict_retries)
-            if store.cluster
-            else AtomicWaveWriter(store, max_conflict_retries)
-        )
+        self.writer: AtomicWaveWriter | TwoPhaseWriter | LogAppendWriter
+        if event_log is not None:
+            if store.cluster:
+                raise InvalidInput("events_mode", "the event log needs one Redis server")
+            self.writer = LogAppendWriter(event_log, on_append=on_append)
+        elif store.cluster:
+            self.writer = TwoPhaseWriter(store, max_conflict_retries)
+        else:
+            self.writer = AtomicWaveWriter(store, max_conflict_retries)
 
     def updaters(self) -> list[StateUpdater]:
         """The updaters that can run now (see `ready_updaters`)."""

@@ -21,7 +21,9 @@ from service.actions import ACTION_ALIASES
 # Per call: a full batch (about 0.27 MB) parses in about 16 ms on one core, so a liveness probe
 # waiting behind a few of them still answers within 100 ms (bench/faults, "liveness").
 MAX_EVENTS = 2_000
-Status = Literal["applied", "duplicate", "rejected"]
+# `accepted`: in the event log, applied to the model states by the log's one writer shortly
+# after (the single-writer mode, `service.events.log_writer`); the others are final.
+Status = Literal["applied", "accepted", "duplicate", "rejected"]
 # No control characters (the unit separator U+001F joins sequence fields in Redis), no DEL,
 # no bidirectional controls (they make logs and dashboards show something else).
 ID_PATTERN = r"^[^\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"

@@ -43,6 +43,11 @@ from typing import Literal
 
 PREFIX = "sc"
 COMMITS = f"{PREFIX}:commits"
+# The event log of the single-writer mode (`service.events.log_applier`): the stream, the
+# commit number of the last entry whose states are written, and the writer's lease.
+EVENT_LOG = f"{PREFIX}:log"
+EVENT_LOG_APPLIED = f"{PREFIX}:log:applied"
+EVENT_LOG_LEASE = f"{PREFIX}:log:lease"
 Entity = Literal["user", "item"]
 _TAG_LETTER: dict[str, str] = {"user": "u", "item": "i"}
 _ESCAPED = "%{}*?[]\\"

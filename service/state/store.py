@@ -504,6 +504,39 @@ class StateStore:
     def _counts_expiry(self, ts: float) -> int:
         return self.bucket_start(ts) + self.count_bucket_seconds + self.count_retention_seconds
 
+    def user_side(
+        self,
+        user_id: str,
+        event_id: str,
+        ts: float,
+        action: str,
+        item_id: str,
+        category_id: str | None,
+    ) -> tuple[list[str], list[Any]]:
+        """What every script that applies an event's user side (`apply_wave.lua`,
+        `append_log.lua`) takes per event: the keys (idempotency key, behaviour sequence,
+        count bucket) and the values (ts text, event id, sequence entry, action, the count
+        bucket's EXPIREAT)."""
+        if SEP in user_id or SEP in item_id or SEP in event_id:
+            raise InvalidInput("events", "ids must not contain the unit separator")
+        g = self.count_bucket_seconds
+        bucket = math.floor(ts / g) * g
+        ts_text = repr(float(ts))
+        return (
+            [
+                keys.idempotency(user_id, event_id),
+                keys.sequence(user_id),
+                keys.counts(user_id, g, bucket),
+            ],
+            [
+                ts_text,
+                event_id,
+                SEP.join((ts_text, action, category_id or "", item_id, event_id)),
+                action,
+                bucket + g + self.count_retention_seconds,
+            ],
+        )
+
     async def apply_wave(
         self,
         models: Sequence[str],
@@ -531,27 +564,13 @@ class StateStore:
             len(counters),
             self.user_ttl_seconds,
         ]
-        g, retention = self.count_bucket_seconds, self.count_retention_seconds
         row = 0
         for e in events:
-            if SEP in e.user_id or SEP in e.item_id or SEP in e.event_id:
-                raise InvalidInput("events", "ids must not contain the unit separator")
-            bucket = math.floor(e.ts / g) * g
-            ts_text = repr(float(e.ts))
-            k += [
-                keys.idempotency(e.user_id, e.event_id),
-                keys.sequence(e.user_id),
-                keys.counts(e.user_id, g, bucket),
-            ]
-            a += [
-                ts_text,
-                e.event_id,
-                SEP.join((ts_text, e.action, e.category_id or "", e.item_id, e.event_id)),
-                e.action,
-                bucket + g + retention,
-                "v" if e.verdict_only else "a",
-                e.item_id,
-            ]
+            user_keys, user_args = self.user_side(
+                e.user_id, e.event_id, e.ts, e.action, e.item_id, e.category_id
+            )
+            k += user_keys
+            a += [*user_args, "v" if e.verdict_only else "a", e.item_id]
             for m, model in enumerate(models):
                 k += [keys.state(model, "user", e.user_id), keys.state(model, "item", e.item_id)]
                 if e.verdict_only:
