@@ -55,6 +55,7 @@ from bench.peers.ray_serve import MAX_ONGOING as RAY_MAX_ONGOING
 
 COUNTERS = (
     "salecast_events_applied_total",
+    "salecast_events_accepted_total",
     "salecast_events_duplicate_total",
     "salecast_events_rejected_total",
     "salecast_batch_requests_sum",
@@ -68,6 +69,7 @@ TARGETS = {
     "events": [("naive-fastapi-redis-ort", 10.0)],
 }
 EVENTS_PER_S_TARGET = 20_000
+LOG_DRAIN_TIMEOUT_S = 300.0  # how long the log mode's writer gets to apply its backlog
 PARSER = {True: "hiredis", False: "pure Python"}
 
 
@@ -84,6 +86,53 @@ def service_counters(base_url: str) -> dict[str, float]:
             if sample.name in out:
                 out[sample.name] += float(sample.value)
     return out
+
+
+def drain_event_log(base_url: str) -> float:
+    """Seconds until the log mode's writer has applied everything appended (bounded)."""
+    import time
+
+    import httpx
+
+    start = time.monotonic()
+    with httpx.Client(base_url=base_url, timeout=30.0, trust_env=False) as client:
+        while time.monotonic() - start < LOG_DRAIN_TIMEOUT_S:
+            status = client.get("/v1/events/log").json()
+            if status["pending"] == 0 and status["applied"] == status["appended"]:
+                return time.monotonic() - start
+            time.sleep(0.05)
+    raise RuntimeError(f"the event log did not drain in {LOG_DRAIN_TIMEOUT_S:.0f} s")
+
+
+def lag_summary(base_url: str) -> dict[str, float]:
+    """Mean of `salecast_event_log_lag_seconds` and the buckets its p50 and p99 fall in."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with httpx.Client(base_url=base_url, timeout=30.0, trust_env=False) as client:
+        text = client.get("/metrics").text
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "salecast_event_log_lag_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets.append((float(sample.labels["le"]), float(sample.value)))
+            elif sample.name.endswith("_sum"):
+                total = float(sample.value)
+            elif sample.name.endswith("_count"):
+                count = float(sample.value)
+    buckets.sort()
+
+    def upper(q: float) -> float:
+        return next((le for le, n in buckets if n >= q * count), float("inf"))
+
+    return {
+        "mean_ms": 1e3 * total / count if count else float("nan"),
+        "p50_at_most_ms": 1e3 * upper(0.5),
+        "p99_at_most_ms": 1e3 * upper(0.99),
+    }
 
 
 def probe(base_url: str, req: Request) -> str:
@@ -185,7 +234,13 @@ class Bench:
         )
         return res
 
-    def salecast(self, w: Workload, redis_url: str, seed: Any) -> dict[str, Any]:
+    def salecast(
+        self, w: Workload, redis_url: str, seed: Any, events_mode: str = "cas"
+    ) -> dict[str, Any]:
+        """`salecast serve` under the load (then `noop` on the same process, in the default
+        mode). ``events_mode="log"`` runs the single-writer mode as ``salecast-log``: its
+        throughput is events *applied* per second, counted until the log has drained."""
+        name = "salecast" if events_mode == "cas" else f"salecast-{events_mode}"
         port = free_port()
         base = f"http://{HOST}:{port}"
         env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "SALECAST_REDIS_URL"}}
@@ -197,6 +252,7 @@ class Bench:
             SALECAST_LOG_LEVEL="WARNING",
             SALECAST_INTRA_OP_THREADS=str(self.args.threads),
             SALECAST_WORKERS=str(self.args.workers),
+            SALECAST_EVENTS_MODE=events_mode,
         )
         exe = shutil.which("salecast", path=str(Path(sys.executable).parent)) or "salecast"
         server = self.procs.start(
@@ -205,27 +261,53 @@ class Bench:
         )  # fmt: skip
         wait_ready(server, f"{base}/health/ready", self.args.start_timeout, f'"{w.model}"')
         prepare(w, seed, base, self.artifacts)
+        if events_mode == "log":  # the seed's states first, so the counters below are the load's
+            drain_event_log(base)
         print(f"salecast ready on {base}; seeded {w.seeded}", flush=True)
         before = service_counters(base)
         cpu0 = process_cpu_seconds(server.proc.pid)
-        raw = self.work / "salecast-profile.raw"
+        raw = self.work / f"{name}-profile.raw"
         spy = (
             profile.start(server.proc.pid, self.args.warmup + self.args.seconds, raw)
             if self.args.profile
             else None
         )
-        res = self.measure("salecast", self.load(base, w.ours, w))
+        res = self.measure(name, self.load(base, w.ours, w))
+        drain = drain_event_log(base) if events_mode == "log" else None
         cpu = process_cpu_seconds(server.proc.pid) - cpu0
         prof = profile.finish(spy, raw) if self.args.profile else "not profiled (pass --profile)"
         after = service_counters(base)
-        self.measure("noop", self.load(base, [Request("GET", "/health/live")], w))
-        self.procs.stop(server)
         counters = {k: after[k] - before[k] for k in COUNTERS}
-        return {
+        out = {
             "counters": counters,
             "cpu_s_per_request": cpu / max(res["requests"], 1),
             "profile": prof,
         }
+        if drain is not None:
+            out |= self._applied_rate(res["run"], counters, drain, w, base)
+        else:
+            self.measure("noop", self.load(base, [Request("GET", "/health/live")], w))
+        self.procs.stop(server)
+        return out
+
+    def _applied_rate(
+        self,
+        run: dict[str, Any],
+        counters: dict[str, float],
+        drain_s: float,
+        w: Workload,
+        base: str,
+    ) -> dict[str, Any]:
+        """Turn the log mode's run into events applied per second: every event applied during
+        warm-up, load and drain, over that whole time. The acknowledged rate is kept beside
+        it, and the apply lag from the service's histogram."""
+        applied = counters["salecast_events_applied_total"]
+        span = self.args.warmup + self.args.seconds + drain_s
+        run["acknowledged_per_s"] = run["throughput_per_s"]
+        run["throughput_per_s"] = applied / span / w.events_per_request
+        lag = lag_summary(base)
+        run["apply_lag"] = lag
+        return {"drain_s": drain_s, "applied_per_s": applied / span, "lag": lag}
 
     def naive_redis(self, w: Workload, redis_url: str) -> None:
         port = free_port()
@@ -282,7 +364,42 @@ def _targets(route: str, runs: dict[str, dict[str, Any]], per_request: int) -> d
         rate = ours["throughput_per_s"] * per_request
         wanted = EVENTS_PER_S_TARGET
         out["events/s applied"] = {"wanted": wanted, "measured": round(rate), "met": rate >= wanted}
+        log = runs.get("salecast-log")
+        naive = runs.get("naive-fastapi-redis-ort")
+        if log is not None:
+            rate = log["throughput_per_s"] * per_request
+            out["events/s applied, log mode"] = {
+                "wanted": wanted, "measured": round(rate), "met": rate >= wanted,
+            }  # fmt: skip
+            if naive is not None and naive["throughput_per_s"]:
+                ratio = log["throughput_per_s"] / naive["throughput_per_s"]
+                out["log mode vs naive-fastapi-redis-ort"] = {
+                    "wanted": 10.0, "measured": round(ratio, 2), "met": ratio >= 10.0,
+                }  # fmt: skip
     return out
+
+
+def _log_note(log: dict[str, Any], per_request: int) -> str:
+    lag, c = log["lag"], log["counters"]
+    return (
+        "salecast-log: the same server with SALECAST_EVENTS_MODE=log (events appended to a "
+        "Redis Stream and answered `accepted`; one writer applies the model states), on a "
+        "Valkey of its own. Its row counts events applied, not acknowledged: "
+        f"{log['applied_per_s']:.0f} events/s over warm-up, load and the {log['drain_s']:.1f} s "
+        f"the writer took afterwards to apply what was still in the log; accepted "
+        f"{c['salecast_events_accepted_total']:.0f}, applied "
+        f"{c['salecast_events_applied_total']:.0f}, duplicate "
+        f"{c['salecast_events_duplicate_total']:.0f}, rejected "
+        f"{c['salecast_events_rejected_total']:.0f}. What the design costs in latency: an "
+        f"event's states were written {lag['mean_ms']:.1f} ms on average after its append "
+        f"(p50 at most {lag['p50_at_most_ms']:g} ms, p99 at most {lag['p99_at_most_ms']:g} ms: "
+        "histogram buckets), under a load that appends faster than the writer applies; its "
+        "errors are 503 answers with Retry-After once the log held SALECAST_EVENT_LOG_MAX_"
+        "ENTRIES (100,000) unapplied events, the back-pressure that bounds the lag (a refused "
+        "request wrote nothing). The in-process benchmark (speed-events-ingest) measures the "
+        "lag below saturation. Server "
+        f"CPU per request: {1e3 * log['cpu_s_per_request']:.3f} ms. Profile: {log['profile']}."
+    )
 
 
 def benchmark(args: argparse.Namespace, route: str) -> Path:
@@ -312,6 +429,11 @@ def benchmark(args: argparse.Namespace, route: str) -> Path:
                 ours = bench.salecast(w, valkey.url, seed)
                 if w.has_naive_redis:
                     bench.naive_redis(w, valkey.url)
+            if route == "events" and not args.no_log_mode:
+                seeded = w.seeded  # the run below seeds again, answered `accepted`
+                with EmbeddedRedis(work / f"valkey-{route}-log") as valkey:  # fresh ids, state
+                    ours["log"] = bench.salecast(w, valkey.url, seed, events_mode="log")
+                w.seeded = seeded
             bench.graph_peer("naive-fastapi-ort", "bench.peers.naive_ort", w)
             ray_error = None if args.no_ray else ray_import_error()
             if not args.no_ray and ray_error is None:
@@ -389,6 +511,7 @@ def write(
             if route == "events"
             else "",
             f"Profile of salecast under this load: {ours['profile']}.",
+            _log_note(ours["log"], per_request) if "log" in ours else "",
             load_note(max_load),
             "" if gpu else "No GPU here: CPU execution provider only.",
         )
@@ -418,6 +541,9 @@ def write(
             "max_abs_diff_salecast_vs_naive_ort": diff,
             "targets": targets,
             "profile": ours["profile"],
+            "log_mode": {k: v for k, v in ours["log"].items() if k != "profile"}
+            if "log" in ours
+            else None,
         },
     )
     for name, t in targets.items():
@@ -446,6 +572,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="py-spy salecast while measured")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray Serve peer")
+    parser.add_argument(
+        "--no-log-mode", action="store_true",
+        help="events: skip the run of the single-writer mode (salecast-log)",
+    )  # fmt: skip
     parser.add_argument("--no-wrk", action="store_true", help="use the httpx client even with wrk")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs here (debugging)")

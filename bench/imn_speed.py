@@ -11,15 +11,21 @@ Side by side in one process, against one real embedded Valkey and the same ONNX 
   flight (the micro-batcher groups them into one ``score`` call); naive = one state read and
   one ONNX call per request, one request at a time. Latency is per request.
 
-Run: ``python -m bench.imn_speed [--items N --events N --requests N]``. Writes
-``bench/results/speed-events-ingest.json`` and ``speed-recommend.json``.
+Run: ``python -m bench.imn_speed [--items N --events N --requests N] [--profile]``. Writes
+``bench/results/speed-events-ingest.json`` and ``speed-recommend.json``. With ``--profile``
+py-spy records this process during the two salecast event runs (the compare-and-set pipeline
+and the event log) and their top frames go into the notes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import shlex
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +37,7 @@ import pandas as pd
 import torch
 
 from bench.common import latency_run, load_average, load_note, write_speed
+from bench.http import profile
 
 ACTIONS = ("browse", "browse", "browse", "collect", "cart", "purchase")
 
@@ -74,6 +81,7 @@ def _events(prefix: str, n: int, n_users: int, n_items: int, seed: int) -> list[
 
 
 async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
+    from service.api.main import settle_garbage_collector
     from service.config import Settings
     from service.events import EventPipeline
     from service.runtime.registry import ModelRegistry
@@ -88,6 +96,7 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
 
     registry.add_load_hook(MODEL, on_load)
     await registry.start()
+    settle_garbage_collector()  # as `salecast serve` does once its models are loaded
     store = await StateStore.connect(url)
     loaded = registry.get(MODEL)
     updater = IMNUpdater(registry)
@@ -97,7 +106,28 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
     # ---- events: ours -----------------------------------------------------------------------
     max_load = load_average()
     ours_events = _events("o", args.events, args.users, args.items, 1)
+    spy = _Profile(args.profile, "pipeline")
     ours_run, split = await _ingest("salecast-pipeline", pipeline, store, ours_events, args.batch)
+    split += f" Profile (salecast-pipeline): {spy.stop()}."
+    max_load = max(max_load, load_average())
+
+    log_events = _events("l", args.events, args.users, args.items, 4)
+    spy = _Profile(args.profile, "log")
+    log_run, log_split, _ = await _ingest_log(
+        "salecast-event-log", store, updater, log_events, args.batch
+    )
+    log_split += f" Profile (salecast-event-log): {spy.stop()}."
+    # What the design costs in latency below saturation: the same mode at half the rate it
+    # just sustained, so the writer keeps up and the lag is the chunk's own time.
+    pace = 0.5 * log_run["throughput_per_s"]
+    paced = _events("p", min(args.events, 10_000), args.users, args.items, 5)
+    _, _, lag = await _ingest_log("paced", store, updater, paced, args.batch, pace)
+    q = np.percentile(lag * 1e3, [50, 99])
+    log_split += (
+        f" Apply lag below saturation: the same mode on {len(paced)} more events appended at "
+        f"{pace:.0f} events/s (half the rate above): a batch's states were written "
+        f"{q[0]:.1f} ms (p50) / {q[1]:.1f} ms (p99) after its append was acknowledged."
+    )
     max_load = max(max_load, load_average())
 
     # ---- events: naive read-modify-write -----------------------------------------------------
@@ -154,14 +184,16 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
         await store.execute("bench_aof", "CONFIG", "SET", "appendonly", "yes")
     max_load = max(max_load, load_average())
     notes = (
-        f"2-core CPU, no GPU in this session (GPU numbers not measured). Item table "
+        f"2-core CPU, no GPU in this session (GPU numbers not measured). The garbage "
+        "collector is set as `salecast serve` sets it (service.api.main.settle_garbage_"
+        "collector). Item table "
         f"{args.items} items x {2 * d} floats; {args.users} users; batches of {args.batch} "
         "events for ours. Naive skips CAS and idempotency, so it does less work per event. "
         f"{load_note(max(max_load, load_average()))}"
     )
     write_speed(
         "events-ingest",
-        [ours_run, no_aof_run, naive_run],
+        [ours_run, log_run, no_aof_run, naive_run],
         "salecast-pipeline",
         command=args.command,
         notes=f"{notes} {split} salecast-pipeline-no-aof: the same pipeline on other users' "
@@ -169,7 +201,11 @@ async def _run(args: argparse.Namespace, url: str, artifacts: Path) -> None:
         "appendonly no), to show what durability costs; salecast always runs with it on. "
         "Compare the two by the Valkey CPU per event: the second run also spends more of this "
         "process's CPU per event (seen in every run so far, cause not investigated), so its "
-        f"throughput is not a clean comparison. {no_aof_split}",
+        f"throughput is not a clean comparison. {no_aof_split} salecast-event-log: the "
+        "single-writer mode (SALECAST_EVENTS_MODE=log) on other users' events: batches "
+        "appended one at a time (latency per batch: until the append is acknowledged) while "
+        "this process's LogApplier applies the log; throughput counts events until the last "
+        f"one's states are written. {log_split}",
     )
 
     # ---- recommendations ---------------------------------------------------------------------
@@ -235,7 +271,7 @@ async def _ingest(
         s = time.perf_counter()
         result = await pipeline.process(events[start : start + batch])
         lat.append(time.perf_counter() - s)
-        assert result.count("applied") + result.count("duplicate") > 0
+        assert result.count("applied") + result.count("duplicate") + result.count("accepted") > 0
     wall = time.perf_counter() - t0
     per_event_us = 1e6 / len(events)
     own_us = per_event_us * (time.process_time() - cpu0)
@@ -247,6 +283,91 @@ async def _ingest(
         "wave is computed)."
     )
     return latency_run(name, lat, len(events), wall), split
+
+
+async def _ingest_log(
+    name: str,
+    store: Any,
+    updater: Any,
+    events: list[dict[str, Any]],
+    batch: int,
+    pace_per_s: float | None = None,
+) -> tuple[dict[str, Any], str, np.ndarray]:
+    """The single-writer mode: append `events` in batches of `batch` while a `LogApplier`
+    applies them in the same process; at most `pace_per_s` events/s when given (otherwise as
+    fast as the appends are answered). The run (latency = acknowledged append per batch,
+    throughput = events until every state is written), a sentence on the CPU split, and how
+    long after its acknowledgement each batch's states were written (seconds)."""
+    from service.events import EventPipeline
+    from service.events.event_log import EventLog
+    from service.events.log_applier import LogApplier
+
+    applier = LogApplier(lambda: store, [updater])
+    pipeline = EventPipeline(store, [updater], event_log=EventLog(store), on_append=applier.notify)
+    applier.start()
+    acked: list[tuple[int, float]] = []  # (the batch's newest commit, when it was answered)
+    lag: list[float] = []
+    appending = True
+
+    async def watch() -> None:
+        seen = 0
+        while appending or seen < len(acked):
+            mark = applier.applied
+            while seen < len(acked) and mark is not None and mark >= acked[seen][0]:
+                lag.append(time.perf_counter() - acked[seen][1])
+                seen += 1
+            await asyncio.sleep(0.0005)
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    lat: list[float] = []
+    redis_cpu0, cpu0 = await _redis_cpu_seconds(store), time.process_time()
+    t0 = time.perf_counter()
+    for start in range(0, len(events), batch):
+        if pace_per_s is not None:
+            await asyncio.sleep(max(0.0, t0 + start / pace_per_s - time.perf_counter()))
+        s = time.perf_counter()
+        result = await pipeline.process(events[start : start + batch])
+        now = time.perf_counter()
+        lat.append(now - s)
+        commits = [o.commit for o in result.results if o.status == "accepted" and o.commit]
+        assert commits, "no event of the batch was accepted"
+        acked.append((max(commits), now))
+    appending = False
+    await watcher
+    wall = time.perf_counter() - t0
+    await applier.close()
+    per_event_us = 1e6 / len(events)
+    own_us = per_event_us * (time.process_time() - cpu0)
+    redis_us = per_event_us * (await _redis_cpu_seconds(store) - redis_cpu0)
+    q = np.percentile(np.asarray(lag) * 1e3, [50, 99])
+    split = (
+        f"Where an event's time went ({name}): {own_us:.1f} us of this process's CPU, "
+        f"{redis_us:.1f} us of the Valkey server's CPU, {per_event_us * wall:.1f} us of wall "
+        "time (the applier's next chunk is computed while Valkey runs the previous one's "
+        f"script). A batch's states were written {q[0]:.1f} ms (p50) / {q[1]:.1f} ms (p99) "
+        "after its append was acknowledged."
+    )
+    return latency_run(name, lat, len(events), wall), split, np.asarray(lag)
+
+
+class _Profile:
+    """py-spy on this process for one run (``--profile``); `stop` returns its summary."""
+
+    def __init__(self, enabled: bool, name: str) -> None:
+        self.raw = Path(tempfile.gettempdir()) / f"salecast-imn-speed-{name}-{os.getpid()}.raw"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if enabled:
+            self.proc = profile.start(os.getpid(), 3600, self.raw)
+            time.sleep(1.0)  # py-spy attaches before the run starts
+
+    def stop(self) -> str:
+        if self.proc is None:
+            return "not profiled (pass --profile)"
+        self.proc.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+        summary = profile.finish(self.proc, self.raw)
+        with contextlib.suppress(FileNotFoundError):
+            self.raw.unlink()
+        return summary
 
 
 async def _redis_cpu_seconds(store: Any) -> float:
@@ -269,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-requests", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="py-spy the salecast event runs")
     args = parser.parse_args(argv)
     args.command = "python -m bench.imn_speed " + shlex.join(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(1)

@@ -116,20 +116,20 @@ def _value(value: Any) -> str:
 def faults() -> str:
     """One line per fault scenario: what held, with its figures."""
     lines = []
-    for path in sorted(RESULTS_DIR.glob("faults-*.json")):
+    paths = sorted(RESULTS_DIR.glob("faults-*.json"))
+    machines = {json.loads(p.read_text())["machine"] for p in paths}
+    for path in paths:
         record = json.loads(path.read_text())
         held = [g for g, ok in record["guarantees"].items() if ok]
         broken = [g for g, ok in record["guarantees"].items() if not ok]
         figures = "; ".join(f"{k}: {_value(v)}" for k, v in record["figures"].items())
         verdict = "held: " + ", ".join(held) if not broken else "NOT held: " + ", ".join(broken)
+        where = f" On {record['machine']}." if len(machines) > 1 else ""
         lines.append(
-            f"- **{record['scenario']}** ({verdict}). {figures}. "
+            f"- **{record['scenario']}** ({verdict}). {figures}.{where} "
             f"[{path.stem}.md](bench/results/{path.stem}.md)"
         )
-    machine = next(
-        (json.loads(p.read_text())["machine"] for p in sorted(RESULTS_DIR.glob("faults-*.json"))),
-        "the benchmark machine",
-    )
+    machine = next(iter(machines)) if len(machines) == 1 else "machines named per line"
     head = f"**Faults, from `python -m bench.faults`** (every target on 127.0.0.1, {machine}):"
     return "\n".join([head, "", *lines]) if lines else head + " not run yet."
 

@@ -48,15 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             # hot swaps publish versions: give that scenario its own copy of the artifacts
             arts = _copy(artifacts, scratch / "artifacts") if name == "hot-swaps" else artifacts
             with stack(scratch, arts) as s:
-                run = getattr(
-                    scenarios,
-                    name.split("-")[0] if name.startswith("replicas") else name.replace("-", "_"),
-                )
-                result = (
-                    run(s, items, int(name.split("-")[1]))
-                    if name.startswith("replicas")
-                    else run(s, items)
-                )
+                base, _, count = name.rpartition("-")
+                if count.isdigit():  # replicas-2, log-replicas-4: the scenario and N
+                    result = getattr(scenarios, base.replace("-", "_"))(s, items, int(count))
+                else:
+                    result = getattr(scenarios, name.replace("-", "_"))(s, items)
             figures, guarantees, notes = result
             path = write_faults(
                 name,
