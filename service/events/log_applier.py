@@ -111,8 +111,10 @@ class LogApplier:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def notify(self) -> None:
-        """Events were appended here: look at once instead of at the next poll."""
-        self._wakeup.set()
+        """Events were appended here: the writer looks at once instead of at its next poll
+        (a replica waiting for the lease keeps its own pace)."""
+        if self.holding:
+            self._wakeup.set()
 
     async def close(self) -> None:
         """Finish the chunks on the wire, give the lease up, stop."""
