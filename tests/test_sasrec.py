@@ -62,8 +62,13 @@ def test_replay_appends_history_and_ranks_before_applying() -> None:
     mine = prep.train.item_index[prep.train.user_slot == slot]
     assert history[slot].tolist() == mine[-4:].tolist()
     metrics = RankingMetrics()
-    model.replay(prep.test, history, metrics)
+    counts = job.popularity_counts(prep, with_val=False)
+    before = counts.copy()
+    model.replay(prep.test, history, metrics, popularity=counts)
     assert metrics.result()["events"] == len(prep.test)
+    # the cold-start fallback counts every replayed event, as IMN's replay does
+    grown = np.bincount(prep.test.item_index, minlength=len(counts))
+    assert np.array_equal(counts - before, grown)
 
 
 def test_learns_a_deterministic_next_item_well_above_popularity() -> None:

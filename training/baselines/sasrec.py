@@ -15,8 +15,9 @@ NOTE: a user's training sequence longer than `max_len` + 1 is cut into windows o
 `max_len` + 1 items stepping back from the latest one (`sequences`), so every training
 event is a target once per epoch; the paper trains on each user's latest `max_len` only.
 The first positions of an earlier window see a shorter context than they had in the log.
-NOTE: a user with no history yet is ranked by popularity (train + validation counts), the
-service's fallback, as IMN and JODIE are in `training.jobs.imn.score_test`.
+NOTE: a user with no history yet is ranked by popularity (train + validation counts, then
+every test event before it), the service's fallback, as IMN and JODIE are in
+`training.jobs.imn.score_test`.
 NOTE: padding (id 0, also the id of an item unseen in training) is an all-zero embedding
 without position, re-zeroed after each block as the reference code's timeline mask does;
 a position attends to the real items at or before it (causal, padded keys masked) and
@@ -164,7 +165,8 @@ class SASRec(nn.Module):
     ) -> None:
         """Walk the stream appending each event to its user's history in place; when
         `metrics` is given, rank every event first from the history before it (a user with
-        none by `popularity`, [N] counts, when given)."""
+        none by `popularity`, [N] counts, when given; it grows by each replayed event, in
+        place, as `training.jobs.imn.replay` grows IMN's)."""
         self.eval()
         for chunk in sequential_chunks(stream.user_slot, stream.item_index):
             rows = stream.rows(chunk)
@@ -179,3 +181,5 @@ class SASRec(nn.Module):
                 metrics.add(scores, torch.from_numpy(rows.item_index), slots)
             history[slots, :-1] = history[slots, 1:]
             history[slots, -1] = rows.item_index
+            if popularity is not None:  # counts so far, as IMN's replay and the service keep them
+                np.add.at(popularity, rows.item_index, 1.0)
