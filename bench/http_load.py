@@ -49,7 +49,15 @@ import numpy as np
 from bench.common import RESULTS_DIR, bench_command, load_average, load_note, write_speed
 from bench.http import profile
 from bench.http.drive import WRK_HINT, Load, Request, drive, wrk_available
-from bench.http.procs import HOST, Processes, free_port, on_sigterm, process_cpu_seconds, wait_ready
+from bench.http.procs import (
+    HOST,
+    Processes,
+    drain_event_log,
+    free_port,
+    on_sigterm,
+    process_cpu_seconds,
+    wait_ready,
+)
 from bench.http.workloads import ROUTES, Workload, build, prepare
 from bench.peers.ray_serve import MAX_ONGOING as RAY_MAX_ONGOING
 
@@ -86,22 +94,6 @@ def service_counters(base_url: str) -> dict[str, float]:
             if sample.name in out:
                 out[sample.name] += float(sample.value)
     return out
-
-
-def drain_event_log(base_url: str) -> float:
-    """Seconds until the log mode's writer has applied everything appended (bounded)."""
-    import time
-
-    import httpx
-
-    start = time.monotonic()
-    with httpx.Client(base_url=base_url, timeout=30.0, trust_env=False) as client:
-        while time.monotonic() - start < LOG_DRAIN_TIMEOUT_S:
-            status = client.get("/v1/events/log").json()
-            if status["pending"] == 0 and status["applied"] == status["appended"]:
-                return time.monotonic() - start
-            time.sleep(0.05)
-    raise RuntimeError(f"the event log did not drain in {LOG_DRAIN_TIMEOUT_S:.0f} s")
 
 
 def lag_summary(base_url: str) -> dict[str, float]:
@@ -262,7 +254,7 @@ class Bench:
         wait_ready(server, f"{base}/health/ready", self.args.start_timeout, f'"{w.model}"')
         prepare(w, seed, base, self.artifacts)
         if events_mode == "log":  # the seed's states first, so the counters below are the load's
-            drain_event_log(base)
+            drain_event_log(base, LOG_DRAIN_TIMEOUT_S)
         print(f"salecast ready on {base}; seeded {w.seeded}", flush=True)
         before = service_counters(base)
         cpu0 = process_cpu_seconds(server.proc.pid)
@@ -273,7 +265,7 @@ class Bench:
             else None
         )
         res = self.measure(name, self.load(base, w.ours, w))
-        drain = drain_event_log(base) if events_mode == "log" else None
+        drain = drain_event_log(base, LOG_DRAIN_TIMEOUT_S) if events_mode == "log" else None
         cpu = process_cpu_seconds(server.proc.pid) - cpu0
         prof = profile.finish(spy, raw) if self.args.profile else "not profiled (pass --profile)"
         after = service_counters(base)

@@ -28,6 +28,7 @@ from bench.faults.harness import (
     user_sequences,
     wait_ready,
 )
+from bench.http.procs import drain_event_log
 
 Result = tuple[dict[str, Any], dict[str, bool], str]
 ACTIONS = ("browse",) * 6 + ("collect", "cart", "purchase")
@@ -254,7 +255,8 @@ def log_replicas(
     kill_thread.start()
     _run_clients(n, client)
     kill_thread.join()
-    drained_s = _drain_log([r for r in reps if r.name not in killed])
+    alive = [r for r in reps if r.name not in killed]
+    drained_s = drain_event_log(alive[0].url, poll_s=0.1)
     for r in reps:
         if r.name not in killed:
             s.stop(r)
@@ -309,18 +311,6 @@ def _run_clients(n: int, client: Any) -> None:
         t.start()
     for t in threads:
         t.join()
-
-
-def _drain_log(alive: Sequence[Any], timeout_s: float = 120.0) -> float:
-    """Seconds until a live replica reports the log applied (bounded)."""
-    start = time.monotonic()
-    with httpx.Client(timeout=5.0, trust_env=False) as c:
-        while time.monotonic() - start < timeout_s:
-            status = c.get(f"{alive[0].url}/v1/events/log").json()
-            if status["pending"] == 0 and status["applied"] == status["appended"]:
-                return time.monotonic() - start
-            time.sleep(0.1)
-    raise RuntimeError(f"the event log was not applied within {timeout_s:.0f} s")
 
 
 def _against_serial_replay(

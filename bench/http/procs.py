@@ -112,3 +112,18 @@ def process_cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def drain_event_log(base_url: str, timeout_s: float = 120.0, poll_s: float = 0.05) -> float:
+    """Seconds until a salecast in the single-writer mode reports everything appended as
+    applied (`GET /v1/events/log`); RuntimeError after `timeout_s`."""
+    import httpx
+
+    start = time.monotonic()
+    with httpx.Client(base_url=base_url, timeout=30.0, trust_env=False) as client:
+        while time.monotonic() - start < timeout_s:
+            status = client.get("/v1/events/log").json()
+            if status["pending"] == 0 and status["applied"] == status["appended"]:
+                return time.monotonic() - start
+            time.sleep(poll_s)
+    raise RuntimeError(f"the event log was not applied within {timeout_s:.0f} s")

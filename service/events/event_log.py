@@ -25,7 +25,7 @@ import orjson
 
 from service.events.schema import Event
 from service.state import keys, scripts
-from service.state.store import SEP, StateStore
+from service.state.store import SEP, StateStore, as_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +84,6 @@ def _entry(commit: int, raw: str) -> LogEntry:
     return LogEntry(commit, event, float(appended_at))
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class EventLog:
     """The log's reads and writes over one `StateStore` (single server)."""
 
@@ -121,7 +117,7 @@ class EventLog:
             if code == 1 or (code == 0 and int(x) > 0):
                 out.append(AppendResult(code, commit=int(x)))
             elif code == -1:
-                out.append(AppendResult(-1, newer=(float(_text(x)), _text(y))))
+                out.append(AppendResult(-1, newer=(float(as_text(x)), as_text(y))))
             else:
                 out.append(AppendResult(code))
         return out
@@ -134,8 +130,8 @@ class EventLog:
         )
         out = []
         for entry_id, fields in rows:
-            commit_text = _text(entry_id).split("-", 1)[0]
-            out.append(_entry(int(commit_text), _text(fields[1])))
+            commit_text = as_text(entry_id).split("-", 1)[0]
+            out.append(_entry(int(commit_text), as_text(fields[1])))
         return out
 
     async def marks(self) -> tuple[int | None, int, int]:

@@ -221,14 +221,15 @@ class LogApplier:
 
     async def _send(self, event_log: EventLog, after: int | None, entries: list[LogEntry]) -> _Sent:
         """Compute a chunk and put its write on the wire, without waiting for the answer."""
-        write, items = await self._compute(event_log.store, entries)
+        updaters = self.updaters()
+        write, items = await self._compute(event_log.store, entries, updaters)
         task = asyncio.ensure_future(
             event_log.write_chunk(
                 self.token,
                 after,
                 entries[-1].commit,
                 write,
-                [c for u in self.updaters() for c in u.counters],
+                [c for u in updaters for c in u.counters],
             )
         )
         return _Sent(task, entries, items)
@@ -248,12 +249,11 @@ class LogApplier:
             EVENT_LOG_LAG.observe(max(0.0, now - en.appended_at))
 
     async def _compute(
-        self, store: StateStore, entries: list[LogEntry]
+        self, store: StateStore, entries: list[LogEntry], updaters: Sequence[StateUpdater]
     ) -> tuple[ChunkWrite, list[tuple[StateUpdater, list[Event], np.ndarray]]]:
         """The chunk's final states and popularity counts, computed in waves from memory."""
         events = [en.event for en in entries]
         write = ChunkWrite()
-        updaters = self.updaters()
         if not updaters:
             return write, []
         write.item_counts = dict(Counter(e.item_id for e in events))

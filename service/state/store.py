@@ -64,7 +64,8 @@ def decode_vector(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype=VECTOR_DTYPE)
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A reply value as text (the client may answer bytes or str)."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -436,7 +437,7 @@ class StateStore:
                 raw_key = await self._timed("scan", iterator.__anext__())
             except StopAsyncIteration:
                 break
-            batch.append(_text(raw_key))
+            batch.append(as_text(raw_key))
             if len(batch) >= count:
                 async for pair in self._load_keys(batch, entity):
                     yield pair
@@ -521,7 +522,7 @@ class StateStore:
             raise InvalidInput("events", "ids must not contain the unit separator")
         g = self.count_bucket_seconds
         bucket = math.floor(ts / g) * g
-        ts_text = repr(float(ts))
+        ts_text = format_ts(ts)
         return (
             [
                 keys.idempotency(user_id, event_id),
@@ -594,7 +595,7 @@ class StateStore:
             elif code == 0:
                 out.append(_DUPLICATE)
             elif code == -1:
-                out.append(WaveResult(WaveCode.STALE, newer=(float(_text(x)), _text(y))))
+                out.append(WaveResult(WaveCode.STALE, newer=(float(as_text(x)), as_text(y))))
             else:
                 side = "item" if int(y) == 2 else "user"
                 out.append(WaveResult(WaveCode.CONFLICT, conflict=(int(x), side)))
@@ -624,7 +625,7 @@ class StateStore:
     async def top_counts(self, key: str, k: int) -> list[tuple[str, float]]:
         """The `k` members with the highest counts (ties: the later member first)."""
         flat = await self.execute("top_counts", "ZREVRANGE", key, 0, k - 1, "WITHSCORES")
-        return [(_text(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return [(as_text(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def apply_user_events(self, writes: Sequence[UserWrite]) -> list[UserResult]:
         """Apply events to their users with `apply_user.lua` (each atomic; pipelined)."""
@@ -657,7 +658,7 @@ class StateStore:
         for w, r in zip(writes, results, strict=True):
             code = int(r[0])
             if code == UserOutcome.STALE.value:
-                out.append(UserResult(UserOutcome.STALE, newer=(float(r[1]), _text(r[2]))))
+                out.append(UserResult(UserOutcome.STALE, newer=(float(r[1]), as_text(r[2]))))
             elif code == UserOutcome.CONFLICT.value:
                 out.append(
                     UserResult(UserOutcome.CONFLICT, conflict_model=w.states[int(r[1]) - 1][0])
@@ -737,7 +738,9 @@ class StateStore:
     ) -> list[tuple[str, np.ndarray]]:
         """The newest `n` rows (all when None), oldest first."""
         flat = await self.execute("read_history", "HGETALL", keys.history(region, name))
-        rows = sorted((_text(flat[i]), decode_vector(flat[i + 1])) for i in range(0, len(flat), 2))
+        rows = sorted(
+            (as_text(flat[i]), decode_vector(flat[i + 1])) for i in range(0, len(flat), 2)
+        )
         return rows if n is None else rows[-n:] if n > 0 else []
 
 
@@ -750,7 +753,7 @@ def _sequence(row: Sequence[bytes]) -> UserSequence:
     """
     if not row:
         return UserSequence(np.zeros(0), [], [], [])
-    parts = SEP.join([_text(raw) for raw in row]).split(SEP)
+    parts = SEP.join([as_text(raw) for raw in row]).split(SEP)
     if len(parts) == 5 * len(row):
         return UserSequence(
             np.asarray(parts[0::5], dtype=np.float64),
@@ -758,7 +761,7 @@ def _sequence(row: Sequence[bytes]) -> UserSequence:
             [c or None for c in parts[2::5]],
             parts[3::5],
         )
-    fields = [_text(raw).split(SEP, 4) for raw in row]
+    fields = [as_text(raw).split(SEP, 4) for raw in row]
     return UserSequence(
         np.asarray([f[0] for f in fields], dtype=np.float64),
         [f[1] for f in fields],
@@ -771,7 +774,7 @@ def tail_version(entry: bytes | str | None) -> tuple[float, str] | None:
     """(ts, event id) of a sequence tail entry (see `sequence_entry`); None when empty."""
     if entry is None:
         return None
-    fields = _text(entry).split(SEP)
+    fields = as_text(entry).split(SEP)
     return (float(fields[0]), fields[4] if len(fields) > 4 else "")
 
 
@@ -779,5 +782,5 @@ def _versioned(row: Sequence[bytes | None]) -> VersionedState | None:
     vector, ts, event_id = row
     if vector is None or ts is None or event_id is None:
         return None
-    ts_text = _text(ts)
-    return VersionedState(decode_vector(vector), float(ts_text), _text(event_id), ts_text)
+    ts_text = as_text(ts)
+    return VersionedState(decode_vector(vector), float(ts_text), as_text(event_id), ts_text)
