@@ -78,9 +78,18 @@ def test_cvr_user_split_keeps_users_apart_with_buyers_in_every_part(tmp_path: Pa
 def test_cvr_evaluate_runs_on_format2_with_a_user_split(tmp_path: Path) -> None:
     data = format2_file(tmp_path / "train_format2.csv", n_users=60)
     out = tmp_path / "results"
-    extra = ["--split", "users", "--seeds", "1", "--epochs", "1", "--stage2-epochs", "1"]
+    extra = ["--split", "users", "--seeds", "1", "--epochs", "3", "--stage2-epochs", "1"]
     code = main(_args(data, *extra, "--bootstrap", "20", "--results-dir", str(out)))
     assert code in (0, None)
     record = json.loads(next(out.glob("accuracy-cvr-*.json")).read_text())
     assert record["split"].startswith("by user")
     assert "MetaCVR (SPDM)" in record["methods"] and "comparison" in record
+    # The stage-1 ablation: BASE without early stopping runs the whole budget and keeps its
+    # last epoch (best_epoch 0); the default BASE keeps its best validation epoch.
+    stage1 = record["runs"]["BASE, stage 1 without early stopping"]["fits"][0]["stage1"]
+    assert stage1["epochs_run"] == 3 and stage1["best_epoch"] == 0
+    assert record["runs"]["BASE"]["fits"][0]["stage1"]["best_epoch"] >= 1
+    paired = {row["ablation"]: row for row in record["ablations"]["table"]}
+    row = paired["ours vs stage 1 without early stopping"]
+    assert row["reference"] == "MetaCVR (SPDM), stage 1 without early stopping"
+    assert "BASE vs BASE, stage 1 without early stopping" in paired

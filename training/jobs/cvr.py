@@ -383,13 +383,20 @@ def run_stage1(
     val: CvrSamples,
     seed: int,
     ctx: distributed.DistContext | None = None,
+    *,
+    early_stop: bool = True,
 ) -> tuple[BaseCVR, FitReport]:
-    """BASE (FRN + ranking head) on D, early-stopped on the validation AUC."""
+    """BASE (FRN + ranking head) on D, early-stopped on the validation AUC.
+
+    `early_stop=False` runs the whole epoch budget and keeps the last epoch: the ablation
+    that measures what early stopping stage 1 (issue 13) does to MetaCVR downstream.
+    """
     torch.manual_seed(seed)
     base = BaseCVR(cfg)
+    validate = val_auc(base, base_prob(base), val) if early_stop else None
     report = fit_module(
         base, base.calculate_loss, list(base.parameters()), train,
-        val_auc(base, base_prob(base), val), budget(args), batch_size=args.batch_size,
+        validate, budget(args), batch_size=args.batch_size,
         lr=args.lr, seed=seed, label=f"BASE seed {seed}", ctx=ctx,
     )  # fmt: skip
     return base, report
