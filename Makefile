@@ -46,7 +46,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy --strict service && $(BIN)/mypy models training bench
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy --strict service && $(BIN)/mypy models training bench tests
 
 # Re-pins constraints.txt to what this virtual environment has installed.
 constraints: $(VENV)/.installed-test

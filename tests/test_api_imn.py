@@ -48,7 +48,7 @@ def client(artifact: Path, clean_redis: str) -> Iterator[Any]:
 def _post(client: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
     resp = client.post("/v1/events", json={"events": events})
     assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
+    return resp.json()
 
 
 def test_artifact_has_both_graphs(artifact: Path) -> None:
@@ -126,7 +126,7 @@ def test_events_update_state_and_rank(client: Any, clean_redis: str) -> None:
     )
     assert stale["rejected"] == 1 and "stale" in stale["results"][0]["reason"]
     raw = redis.Redis.from_url(clean_redis).hget("sc:{u:u1}:st:imn", "v")
-    assert raw is not None and len(np.frombuffer(raw, dtype="<f4")) == 2 * 8 + 2
+    assert isinstance(raw, bytes) and len(np.frombuffer(raw, dtype="<f4")) == 2 * 8 + 2
 
     resp = client.get("/v1/recommendations/u1", params={"k": 7, "at": t0 + 300})
     assert resp.status_code == 200, resp.text

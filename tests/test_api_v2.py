@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -47,7 +48,7 @@ def test_health_and_metadata(client: TestClient) -> None:
 
 
 def test_infer_takes_and_gives_the_protocol_tensors(client: TestClient) -> None:
-    request = {
+    request: dict[str, Any] = {
         "id": "req-1",
         "inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}],
         "outputs": [{"name": "y"}],

@@ -44,7 +44,9 @@ def test_ss_head_starts_half_way_on_the_naive_slot_and_needs_it(tmp_path: Path) 
     """With the head's own output at 0 the naive slot gets half the mass (NOTE in the model)."""
     cfg = DINOPConfig(dis_dim=2, du_dim=1, su_dim=1, sii_dim=2, sis_dim=2, naive_slot=True)
     model = DINOP(cfg).eval()
-    last = model.heads["ss"][-1]
+    ss_head = model.heads["ss"]
+    assert isinstance(ss_head, torch.nn.Sequential)
+    last = ss_head[-1]
     assert isinstance(last, torch.nn.Linear)
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.zeros_(last.bias)

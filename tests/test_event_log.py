@@ -92,11 +92,14 @@ def test_replicas_appending_end_in_the_states_of_a_serial_replay_in_commit_order
         applier.start()
         try:
             pipeline = EventPipeline(store, event_log=EventLog(store), on_append=applier.notify)
-            out = []
+            out: list[tuple[int, str]] = []
             for batch in mine:
                 result = await pipeline.process(batch)
                 assert result.count("accepted") + result.count("rejected") == len(batch)
-                out += [(o.commit, o.event_id) for o in result.results if o.status == "accepted"]
+                for o in result.results:
+                    if o.status == "accepted":
+                        assert o.commit is not None and o.event_id is not None
+                        out.append((o.commit, o.event_id))
                 again = await pipeline.process(batch[:5])  # a client's retry
                 for first, retry in zip(result.results, again.results, strict=False):
                     assert retry.status == (
@@ -249,7 +252,7 @@ def test_round_trips_per_chunk_do_not_grow_with_the_chunk(clean_redis: str) -> N
     async def trips(size: int) -> tuple[int, int]:
         store = await StateStore.connect(clean_redis)
         counting = CountingClient(store.client)
-        store.client = counting  # type: ignore[assignment]
+        store.client = counting
         try:
             await store.execute("flush", "FLUSHDB")
             log = EventLog(store)

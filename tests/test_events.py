@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pytest
@@ -148,7 +148,8 @@ def test_batch_applies_in_waves_and_replay_is_duplicate(clean_redis: str) -> Non
     assert len(toy.waves) == 2  # nothing recomputed on replay
 
     counts = redis_lib.Redis.from_url(clean_redis).zrange("sc:pop:toy:test", 0, -1, withscores=True)
-    assert dict(counts) == {b"i1": 2.0, b"i2": 1.0, b"i3": 1.0}  # applied events, replays not
+    popularity = dict(cast(list[tuple[bytes, float]], counts))
+    assert popularity == {b"i1": 2.0, b"i2": 1.0, b"i3": 1.0}  # applied events, replays not
     u1, u2 = read_states(clean_redis, "toy", "user", ["u1", "u2"])
     i1, i2 = read_states(clean_redis, "toy", "item", ["i1", "i2"])
     assert u1.version == (NOW + 30, "e3") and u2.version == (NOW + 20, "e2")
@@ -389,7 +390,7 @@ def test_round_trips_per_wave_do_not_grow_with_the_wave(clean_redis: str, size: 
     async def main() -> tuple[int, int]:
         store = await StateStore.connect(clean_redis)
         counting = CountingClient(store.client)
-        store.client = counting  # type: ignore[assignment]
+        store.client = counting
         try:
             pipeline = EventPipeline(store, [ToyUpdater()])
             one_wave = [ev(f"e{k}", f"u{k}", f"i{k}", NOW + k) for k in range(size)]
@@ -496,10 +497,13 @@ def test_replicas_end_in_the_states_of_a_serial_replay_in_commit_order(clean_red
         store = await StateStore.connect(clean_redis)
         try:
             pipeline = EventPipeline(store, [ToyUpdater()])
-            out = []
+            out: list[tuple[int, str]] = []
             for batch in mine:
                 result = await pipeline.process(batch)
-                out += [(o.commit, o.event_id) for o in result.results if o.status == "applied"]
+                for o in result.results:
+                    if o.status == "applied":
+                        assert o.commit is not None and o.event_id is not None
+                        out.append((o.commit, o.event_id))
                 await asyncio.sleep(0)
             return out
         finally:

@@ -90,9 +90,8 @@ def test_two_stage_training_learns_and_freezes_frn() -> None:
     cfg.field_cards = spec.cardinalities(n_users, n_items, n_cats)
     base = BaseCVR(cfg)
     four = Budget(max_epochs=4)
-    fit = dict(batch_size=64, lr=3e-3, seed=0, label="BASE")
     report = job.fit_module(base, base.calculate_loss, list(base.parameters()), train, None,
-                            four, **fit)  # fmt: skip
+                            four, batch_size=64, lr=3e-3, seed=0, label="BASE")  # fmt: skip
     losses = [h["loss"] for h in report.history]
     assert report.epochs_run == 4 and losses[-1] < losses[0]
     protos, sources = job.compute_prototypes(base, recent, train, 1)
@@ -105,7 +104,8 @@ def test_two_stage_training_learns_and_freezes_frn() -> None:
         torch.testing.assert_close(model.predict(b)["cvr"], base.predict(b)["cvr"])
     model.freeze_frn()
     s2 = job.fit_module(model, model.calculate_loss, model.stage2_parameters(), recent, None,
-                        Budget(max_epochs=5), **{**fit, "lr": 1e-2})  # fmt: skip
+                        Budget(max_epochs=5), batch_size=64, lr=1e-2, seed=0,
+                        label="BASE")  # fmt: skip
     assert s2.history[-1]["loss"] < s2.history[0]["loss"]
     for k, v in model.base.state_dict().items():
         torch.testing.assert_close(v, frozen[k])
@@ -171,6 +171,7 @@ def test_vocabulary_holds_training_days_only(
     monkeypatch.setattr(job, "load_data", small_log)
     prep = job.prepare(_args(tmp_path))
     assert "brand-new" not in prep.vocab.items
+    assert prep.days is not None
     train_items = set(
         prep.events.loc[prep.events["ts"] < prep.days.val_start * 86400, "item_id"].astype(str)
     )

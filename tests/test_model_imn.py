@@ -109,7 +109,7 @@ def test_t_batches_and_chunks_keep_order() -> None:
     events = _events(n_users=8, n_items=6, per_user=6)
     stream = encode_stream(events, Vocab.from_events(events))
     batches = t_batches(stream.user_slot, stream.item_index)
-    seen_at: dict[tuple[str, int], int] = {}
+    seen_at: dict[tuple[str, int], tuple[int, int]] = {}
     for b, rows in enumerate(batches):
         users, items = stream.user_slot[rows], stream.item_index[rows]
         assert len(set(users)) == len(users) and len(set(items)) == len(items)
@@ -117,7 +117,7 @@ def test_t_batches_and_chunks_keep_order() -> None:
             for key in (("u", int(u)), ("i", int(i))):
                 prev = seen_at.get(key)
                 assert prev is None or (prev[1] < b and prev[0] < r)
-                seen_at[key] = (int(r), b)  # type: ignore[assignment]
+                seen_at[key] = (int(r), b)
     chunks = sequential_chunks(stream.user_slot, stream.item_index)
     assert np.array_equal(np.concatenate(chunks), np.arange(len(stream)))
 

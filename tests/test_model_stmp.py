@@ -55,7 +55,7 @@ def tiny_sales(seed: int = 0, regions: int = 3, categories: int = 3, weeks: int 
     )
 
 
-def small_config(**kw: float) -> STMPConfig:
+def small_config(**kw: float | bool) -> STMPConfig:
     return STMPConfig(
         n_dynamic=4,
         n_static=2,
@@ -68,10 +68,10 @@ def small_config(**kw: float) -> STMPConfig:
         embed=16,
         psi_dim=4,
         n_samples=4,
-        use_ar=kw.get("use_ar", True),
-        use_skip=kw.get("use_skip", True),
-        use_meta=kw.get("use_meta", True),
-        use_vi=kw.get("use_vi", True),
+        use_ar=bool(kw.get("use_ar", True)),
+        use_skip=bool(kw.get("use_skip", True)),
+        use_meta=bool(kw.get("use_meta", True)),
+        use_vi=bool(kw.get("use_vi", True)),
         use_anchor=bool(kw.get("use_anchor", True)),
         anchor_lag=int(kw.get("anchor_lag", 13)),
         point_loss_weight=float(kw.get("point_loss_weight", 1.0)),

@@ -4,6 +4,7 @@ the unknown future, and give per-horizon WMAE and coverage."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,7 +106,7 @@ def test_strided_origins_score_only_their_targets() -> None:
 def test_a_table_block_reads_as_a_markdown_table() -> None:
     from training.reporting import accuracy_markdown
 
-    record = {
+    record: dict[str, Any] = {
         "model": "stmp", "dataset": "tiny", "command": "x", "machine": "m", "created": "c",
         "split": "s", "primary_metric": "wmae", "higher_is_better": False, "ours": "stmp",
         "methods": {"stmp": {"wmae": 1.0}}, "notes": "n",
