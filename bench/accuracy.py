@@ -91,7 +91,7 @@ RUNS: dict[str, dict[str, list[str]]] = {
             "--dim", "64", "--epochs", "4", "--seeds", "3", "--plot",
         ],
         # the first 40,000 of 88k events (a large item vocabulary to rank over): 3 seeds at 4
-        # epochs took 52 minutes on 2 cores, the whole window would take about two hours
+        # epochs take 32-52 minutes on 2 cores, the whole window two hours or more
         "taobao_userbehavior": [
             "--data", "{data}/taobao_userbehavior/userbehavior_window.csv.gz", "--format",
             "taobao", "--max-events", "40000", "--dim", "64", "--epochs", "4", "--seeds", "3",
