@@ -39,12 +39,17 @@ def load_average() -> float:
         return float("nan")
 
 
-def load_note(max_load: float) -> str:
+def load_note(max_load: float, own_load: float = 0.0) -> str:
     """The sentence every speed result carries about how busy the machine was: a figure
-    measured beside other jobs reads low, and the reader must be able to tell."""
+    measured beside other jobs reads low, and the reader must be able to tell.
+
+    `own_load` is the load the benchmark's own extra processes add (the HTTP load's client,
+    server and Valkey), so only load beyond it is blamed on other jobs.
+    """
     busy = " (the machine was busy with other jobs: absolute numbers are low and noisy)"
-    return f"1-minute load average while measuring: up to {max_load:.1f}" + (
-        busy + "." if max_load > 2.5 else "."
+    own = f"; the benchmark's own processes add up to {own_load:.1f}" if own_load else ""
+    return f"1-minute load average while measuring: up to {max_load:.1f}{own}" + (
+        busy + "." if max_load > 2.5 + own_load else "."
     )
 
 
