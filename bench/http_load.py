@@ -61,9 +61,9 @@ from bench.http.procs import (
 from bench.http.workloads import ROUTES, Workload, build, prepare
 from bench.peers.ray_serve import MAX_ONGOING as RAY_MAX_ONGOING
 
-# Load the benchmark adds itself: wrk's two threads beside the server and its Valkey. Runs
-# with nothing else on the machine (2 cores, 2026-12-03) measured 1-minute load averages of
-# 2.0-3.6, so only load above 2.5 + this is flagged as other jobs.
+# Load the benchmark adds itself (`load_note`'s own_load): wrk's two threads beside the
+# server and its Valkey; runs with nothing else on the machine (2 cores, 2026-12-03) measured
+# 1-minute load averages of 2.0-3.6.
 OWN_LOAD = 1.5
 
 COUNTERS = (

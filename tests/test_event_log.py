@@ -25,7 +25,7 @@ from service.events.ingest import EventIngestor
 from service.events.log_applier import LogApplier
 from service.state import keys
 from service.state.store import StateStore
-from tests.test_events import NOW, CountingClient, ToyUpdater, ev, toy_states
+from tests.test_events import NOW, CountingClient, ToyUpdater, committed, ev, toy_states
 
 States = tuple[dict[str, Any], dict[str, list[str]]]
 
@@ -96,10 +96,7 @@ def test_replicas_appending_end_in_the_states_of_a_serial_replay_in_commit_order
             for batch in mine:
                 result = await pipeline.process(batch)
                 assert result.count("accepted") + result.count("rejected") == len(batch)
-                for o in result.results:
-                    if o.status == "accepted":
-                        assert o.commit is not None and o.event_id is not None
-                        out.append((o.commit, o.event_id))
+                out += committed(result, "accepted")
                 again = await pipeline.process(batch[:5])  # a client's retry
                 for first, retry in zip(result.results, again.results, strict=False):
                     assert retry.status == (

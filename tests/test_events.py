@@ -20,6 +20,8 @@ from service.api.routes.events import router
 from service.errors import NotReady, StateStoreError
 from service.events import Event, EventPipeline, make_waves
 from service.events.ingest import EventIngestor
+from service.events.outcomes import BatchResult
+from service.events.schema import Status
 from service.events.two_phase import TwoPhaseWriter
 from service.events.waves import WAVE_MAX
 from service.state.store import StateStore, UserResult, UserWrite, WaveResult
@@ -79,6 +81,17 @@ def make_app(url: str, updaters: list[Any], store_cls: type[StateStore] = StateS
     install_error_handlers(app)  # the service's own exception -> status mapping
     app.include_router(router)
     return app
+
+
+def committed(result: BatchResult, status: Status) -> list[tuple[int, str]]:
+    """(commit number, event id) of each outcome with `status`; every such outcome must carry
+    both, since the replica tests order them by commit."""
+    out: list[tuple[int, str]] = []
+    for o in result.results:
+        if o.status == status:
+            assert o.commit is not None and o.event_id is not None
+            out.append((o.commit, o.event_id))
+    return out
 
 
 def ev(eid: str, user: str, item: str, ts: float | str, action: str = "browse", **kw: Any) -> dict:
@@ -499,11 +512,7 @@ def test_replicas_end_in_the_states_of_a_serial_replay_in_commit_order(clean_red
             pipeline = EventPipeline(store, [ToyUpdater()])
             out: list[tuple[int, str]] = []
             for batch in mine:
-                result = await pipeline.process(batch)
-                for o in result.results:
-                    if o.status == "applied":
-                        assert o.commit is not None and o.event_id is not None
-                        out.append((o.commit, o.event_id))
+                out += committed(await pipeline.process(batch), "applied")
                 await asyncio.sleep(0)
             return out
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 from pathlib import Path
 
@@ -90,8 +91,8 @@ def test_two_stage_training_learns_and_freezes_frn() -> None:
     cfg.field_cards = spec.cardinalities(n_users, n_items, n_cats)
     base = BaseCVR(cfg)
     four = Budget(max_epochs=4)
-    report = job.fit_module(base, base.calculate_loss, list(base.parameters()), train, None,
-                            four, batch_size=64, lr=3e-3, seed=0, label="BASE")  # fmt: skip
+    fit = functools.partial(job.fit_module, batch_size=64, seed=0, label="BASE")
+    report = fit(base, base.calculate_loss, list(base.parameters()), train, None, four, lr=3e-3)
     losses = [h["loss"] for h in report.history]
     assert report.epochs_run == 4 and losses[-1] < losses[0]
     protos, sources = job.compute_prototypes(base, recent, train, 1)
@@ -103,9 +104,8 @@ def test_two_stage_training_learns_and_freezes_frn() -> None:
         b = job._batch(recent, slice(0, 16))
         torch.testing.assert_close(model.predict(b)["cvr"], base.predict(b)["cvr"])
     model.freeze_frn()
-    s2 = job.fit_module(model, model.calculate_loss, model.stage2_parameters(), recent, None,
-                        Budget(max_epochs=5), batch_size=64, lr=1e-2, seed=0,
-                        label="BASE")  # fmt: skip
+    s2 = fit(model, model.calculate_loss, model.stage2_parameters(), recent, None,
+             Budget(max_epochs=5), lr=1e-2)  # fmt: skip
     assert s2.history[-1]["loss"] < s2.history[0]["loss"]
     for k, v in model.base.state_dict().items():
         torch.testing.assert_close(v, frozen[k])
