@@ -118,6 +118,43 @@ def test_score_carried_and_stored_sequences(artifact: Path) -> None:
     assert all(0.0 < r["cvr"] < 1.0 and 0.0 < r["base_cvr"] < 1.0 for r in res)
 
 
+def test_concurrent_calls_share_waves_and_answer_as_alone(artifact: Path) -> None:
+    """Stored pairs of concurrent calls join waves (one read for their users), each call's
+    answer equal to what it gets alone, each pair at its own click time."""
+    loaded = DirectLoaded(artifact, threads=1)
+    servable = CvrServable()
+    at = int(EVENTS["ts"].max()) + 60
+    store = DictSequences({u: _history(u, at) for u in ("u1", "u2", "u3")})
+    calls = [
+        [PairInput("u1", "i3"), PairInput(f"u{k % 3 + 1}", "i4", ts=at - 86_400 * k)]
+        for k in range(8)
+    ] + [[PairInput("u2", "i4", sequence=_history("u2", at)), PairInput("u3", "i1")]]
+
+    async def go() -> tuple[list[Any], list[Any], int]:
+        alone = [await servable.score(loaded, c, store, at) for c in calls]
+        reads = len(store.asked)
+        joined = await asyncio.gather(*(servable.score(loaded, c, store, at) for c in calls))
+        return alone, list(joined), len(store.asked) - reads
+
+    alone, joined, read = asyncio.run(go())
+    assert read < reads_alone(calls)  # joined waves read each of their users once
+    for (at_j, got), (at_a, want) in zip(joined, alone, strict=True):
+        assert at_j == at_a
+        for g, w in zip(got, want, strict=True):  # rows of another batch: float32 rounding
+            assert {k: v for k, v in g.items() if "cvr" not in k} == {
+                k: v for k, v in w.items() if "cvr" not in k
+            }
+            assert g["cvr"] == pytest.approx(w["cvr"], rel=1e-5, abs=1e-6)
+            assert g["base_cvr"] == pytest.approx(w["base_cvr"], rel=1e-5, abs=1e-6)
+    # u2 clicked 1, 4 and 7 days before `at`: each pair saw only the events before its click
+    assert alone[1][1][1]["history_events"] > alone[7][1][1]["history_events"]
+
+
+def reads_alone(calls: list[list[PairInput]]) -> int:
+    """Sequences read when each call runs alone: its distinct stored users."""
+    return sum(len({p.user_id for p in c if p.sequence is None}) for c in calls)
+
+
 def test_occasion_changes_with_calendar_and_request(artifact: Path) -> None:
     loaded = DirectLoaded(artifact, threads=1)
     servable = CvrServable()

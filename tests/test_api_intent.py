@@ -201,6 +201,46 @@ def test_store_counts_equal_the_event_log(artifact: Path, redis_url: str) -> Non
     np.testing.assert_array_equal(got, want)
 
 
+def test_concurrent_calls_share_waves_and_answer_as_alone(artifact: Path, redis_url: str) -> None:
+    """Stored users of concurrent calls are scored in joined waves, each call's answer equal
+    to what it gets alone; carried events and another cut never join a wave."""
+    from service.servables.intent import StoreCounts
+
+    loaded = DirectLoaded(artifact, threads=1)
+    servable = IntentServable()
+    users = ["u1", "u2", "u3", "u4"]
+    calls = [
+        [UserInput(users[k % 4]), UserInput(users[(k + 1) % 4]), UserInput(f"ghost{k}")]
+        for k in range(8)
+    ] + [[UserInput("u2", _user_events("u2")), UserInput("u3")]]
+
+    async def go() -> tuple[list[Any], list[Any], list[Any], int]:
+        store = await _ingest(redis_url, users)
+        try:
+            source = StoreCounts(store)
+            alone = [await servable.score(loaded, c, source, CUT) for c in calls]
+            waves_before = servable.waves(loaded).waves
+            joined = await asyncio.gather(*(servable.score(loaded, c, source, CUT) for c in calls))
+            waves = servable.waves(loaded).waves - waves_before
+            later = await servable.score(loaded, calls[0], source, CUT + DAY)
+            return alone, list(joined), [later], waves
+        finally:
+            await store.close()
+
+    alone, joined, later, waves = asyncio.run(go())
+    for (cut_j, got), (cut_a, want) in zip(joined, alone, strict=True):
+        assert cut_j == cut_a and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):  # rows of another batch: float32 rounding
+            assert {k: g[k] for k in ("user_id", "cold_start", "source")} == {
+                k: w[k] for k in ("user_id", "cold_start", "source")
+            }
+            for name in ("p_browse", "p_collect", "p_cart", "p_purchase", "order_volume"):
+                assert g[name] == pytest.approx(w[name], rel=1e-5, abs=1e-6)
+    assert 1 <= waves < len(calls)  # 9 calls, at most 2 waves in flight: some joined
+    assert later[0][0] == CUT + DAY and later[0][1] != alone[0][1]  # another cut, own wave
+    assert alone[-1][1][0]["source"] == "request" and alone[-1][1][1]["source"] == "state"
+
+
 # ---- routes through the real app ------------------------------------------------------------
 APP_READY = importlib.util.find_spec("service.api.main") is not None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -28,6 +28,7 @@ from starlette.datastructures import State
 from service.actions import ACTION_IDS
 from service.errors import InvalidInput, NotReady
 from service.occasions import OCCASION_INDEX, OCCASIONS, OccasionCalendar
+from service.runtime.coalesce import Coalescer, Rows
 from service.servables.cvr_features import FIELDS, FeatureSpec, context_fields, history_fields
 from service.servables.loaded import Loaded, per_version
 from service.servables.observe import observe_served
@@ -55,6 +56,8 @@ class SequenceSource(Protocol):
     """Each user's recent behaviour sequence (oldest first), as the events pipeline keeps it."""
 
     async def sequences(self, user_ids: Sequence[str]) -> list[list[SeqEvent]]: ...
+
+    def __hash__(self) -> int: ...  # concurrent requests' waves join per source (the store)
 
 
 @dataclass
@@ -206,6 +209,44 @@ class CvrServable:
             )
         return at, results
 
+    def waves(self, loaded: Loaded) -> Coalescer[SequenceSource, PairInput]:
+        """This version's coalescer: concurrent requests' stored pairs scored in one wave.
+
+        Keyed by the sequence source (the store), so a wave is one Redis pipeline for every
+        user of its pairs and one ORT call; each pair carries its own click time.
+        """
+
+        async def wave(source: SequenceSource, pairs: list[PairInput]) -> Rows:
+            need = sorted({p.user_id for p in pairs})
+            stored = dict(zip(need, await source.sequences(need), strict=True))
+            sequences = [stored[p.user_id] for p in pairs]
+            return await self._model_scores(loaded, self.config(loaded), pairs, sequences)
+
+        return per_version(
+            loaded, "cvr.waves", lambda v: Coalescer(wave, name=f"{MODEL}-{v.version}")
+        )
+
+    async def _model_scores(
+        self,
+        loaded: Loaded,
+        cfg: CvrVersionConfig,
+        pairs: Sequence[PairInput],
+        sequences: Sequence[Sequence[SeqEvent]],
+    ) -> Rows:
+        """Per pair (each with its `ts`): the scores, the occasion's index, whether the request
+        named it, and how many events before the click the features used."""
+        inputs, used = self.features(cfg, pairs, sequences, 0)
+        out = await loaded.infer(GRAPH, inputs)
+        cvr, base = np.asarray(out["cvr"]).reshape(-1), np.asarray(out["base_cvr"]).reshape(-1)
+        observe_served(MODEL, {"cvr": cvr, "base_cvr": base})
+        return {
+            "cvr": cvr,
+            "base_cvr": base,
+            "occasion": np.asarray([OCCASION_INDEX[u[0]] for u in used], dtype=np.int64),
+            "from_request": np.asarray([u[1] == "request" for u in used], dtype=bool),
+            "history_events": np.asarray([u[2] for u in used], dtype=np.int64),
+        }
+
     async def _score_slice(
         self,
         loaded: Loaded,
@@ -214,33 +255,39 @@ class CvrServable:
         source: SequenceSource | None,
         at: int,
     ) -> list[dict[str, Any]]:
-        need = sorted({p.user_id for p in pairs if p.sequence is None})
-        stored: dict[str, list[SeqEvent]] = {}
-        if need:
+        pairs = [p if p.ts is not None else replace(p, ts=at) for p in pairs]
+        carried = [k for k, p in enumerate(pairs) if p.sequence is not None]
+        stored = [k for k, p in enumerate(pairs) if p.sequence is None]
+        parts: list[tuple[list[int], Rows]] = []
+        if carried:
+            sequences = [list(pairs[k].sequence or ()) for k in carried]
+            rows = await self._model_scores(loaded, cfg, [pairs[k] for k in carried], sequences)
+            parts.append((carried, rows))
+        if stored:
             if source is None:
                 raise NotReady("no state store: carry each pair's `sequence` in the request")
-            stored = dict(zip(need, await source.sequences(need), strict=True))
-        sequences = [
-            list(p.sequence) if p.sequence is not None else stored.get(p.user_id, []) for p in pairs
-        ]
-        inputs, used = self.features(cfg, pairs, sequences, at)
-        out = await loaded.infer(GRAPH, inputs)
-        cvr, base = np.asarray(out["cvr"]), np.asarray(out["base_cvr"])
-        observe_served(MODEL, {"cvr": cvr, "base_cvr": base})
+            rows = await self.waves(loaded).submit(source, [pairs[k] for k in stored])
+            parts.append((stored, rows))
+        by_pair: list[dict[str, Any]] = [{} for _ in pairs]
+        for where, part in parts:
+            columns = {name: values.tolist() for name, values in part.items()}
+            for j, k in enumerate(where):
+                by_pair[k] = {name: values[j] for name, values in columns.items()}
         return [
             {
                 "user_id": p.user_id,
                 "item_id": p.item_id,
-                "cvr": float(cvr[k]),
-                "base_cvr": float(base[k]),
-                "occasion": used[k][0],
-                "occasion_source": used[k][1],
-                "history_events": used[k][2],
+                "cvr": row["cvr"],
+                "base_cvr": row["base_cvr"],
+                "occasion": OCCASIONS[row["occasion"]],
+                "occasion_source": "request" if row["from_request"] else "calendar",
+                "history_events": row["history_events"],
             }
-            for k, p in enumerate(pairs)
+            for p, row in zip(pairs, by_pair, strict=True)
         ]
 
 
+@dataclass(frozen=True)
 class StoreSequences:
     """Behaviour sequences from the Redis state the events pipeline keeps.
 
@@ -249,9 +296,8 @@ class StoreSequences:
     the features never look further back than that.
     """
 
-    def __init__(self, store: StateStore, n: int | None = None) -> None:
-        self.store = store
-        self.n = n
+    store: StateStore  # equal for one store, so a wave's key joins requests on it
+    n: int | None = None
 
     async def sequences(self, user_ids: Sequence[str]) -> list[list[SeqEvent]]:
         rows = await self.store.sequences(list(user_ids), self.n)

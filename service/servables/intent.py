@@ -27,9 +27,9 @@ from starlette.datastructures import State
 
 from service.actions import ACTIONS
 from service.errors import InvalidInput, NotReady
+from service.runtime.coalesce import Coalescer, Rows
 from service.runtime.manifest import Manifest
 from service.servables.intent_features import (
-    N_ACTIONS,
     FeatureSpec,
     build_features,
     counts_from_events,
@@ -171,6 +171,44 @@ class IntentServable:
             )
         return cut, answers
 
+    def waves(self, loaded: Loaded) -> Coalescer[tuple[int, CountSource], str]:
+        """This version's coalescer: concurrent requests' stored users scored in one wave.
+
+        Keyed by (cut, count source), so only users scored at the same cut against the same
+        store join; each wave is one Redis pipeline, one feature build and one ORT call.
+        """
+
+        async def wave(key: tuple[int, CountSource], user_ids: list[str]) -> Rows:
+            cut, source = key
+            cfg = self.config(loaded)
+            return await self._model_scores(
+                loaded, cfg, await source.counts(user_ids, cut, cfg.spec), cut
+            )
+
+        return per_version(
+            loaded, "intent.waves", lambda v: Coalescer(wave, name=f"{MODEL}-{v.version}")
+        )
+
+    async def _model_scores(
+        self, loaded: Loaded, cfg: IntentConfig, counts: np.ndarray, cut: int
+    ) -> Rows:
+        """Each output per row of `counts`, and `known`: whether the row had any behaviour
+        (rows without are not sent to the graph; their outputs are left at zero)."""
+        n = len(counts)
+        known = counts.reshape(n, -1).sum(1) > 0
+        rows = np.flatnonzero(known)
+        outputs = {name: np.zeros(n, dtype=np.float32) for name in OUTPUTS}
+        if len(rows):
+            feats = build_features(counts[rows], np.full(len(rows), cut, dtype=np.int64), cfg.spec)
+            chunks = [
+                {k: v[i : i + CHUNK] for k, v in feats.items()} for i in range(0, len(rows), CHUNK)
+            ]
+            results = await asyncio.gather(*(loaded.infer(GRAPH, c) for c in chunks))
+            for name in OUTPUTS:
+                outputs[name][rows] = np.concatenate([r[name].reshape(-1) for r in results])
+            observe_served(MODEL, {name: outputs[name][rows] for name in OUTPUTS})
+        return {**outputs, "known": known}
+
     async def _score_slice(
         self,
         loaded: Loaded,
@@ -181,37 +219,29 @@ class IntentServable:
         cut: int,
         field: str,
     ) -> list[dict[str, Any]]:
-        spec = cfg.spec
-        w = spec.window
-
-        counts = np.zeros((len(users), w, N_ACTIONS), dtype=np.float32)
+        n = len(users)
+        scores: Rows = {name: np.zeros(n, dtype=np.float32) for name in OUTPUTS}
+        scores["known"] = np.zeros(n, dtype=bool)
         stateless = [i for i, u in enumerate(users) if u.events is not None]
         stateful = [i for i, u in enumerate(users) if u.events is None]
+        parts: list[tuple[list[int], Rows]] = []
         if stateless:
-            counts[stateless] = _event_counts(users, stateless, cut, spec, field, offset)
+            counts = _event_counts(users, stateless, cut, cfg.spec, field, offset)
+            parts.append((stateless, await self._model_scores(loaded, cfg, counts, cut)))
         if stateful and counts_source is not None:
-            counts[stateful] = await counts_source.counts(
-                [users[i].user_id for i in stateful], cut, spec
-            )
+            ids = [users[i].user_id for i in stateful]
+            parts.append((stateful, await self.waves(loaded).submit((cut, counts_source), ids)))
+        for where, part in parts:
+            for name, column in part.items():
+                scores[name][where] = column
 
-        known = counts.reshape(len(users), -1).sum(1) > 0
-        rows = np.flatnonzero(known)
-        outputs = {name: np.zeros(len(users), dtype=np.float32) for name in OUTPUTS}
-        if len(rows):
-            feats = build_features(counts[rows], np.full(len(rows), cut, dtype=np.int64), spec)
-            chunks = [
-                {k: v[i : i + CHUNK] for k, v in feats.items()} for i in range(0, len(rows), CHUNK)
-            ]
-            results = await asyncio.gather(*(loaded.infer(GRAPH, c) for c in chunks))
-            for name in OUTPUTS:
-                outputs[name][rows] = np.concatenate([r[name].reshape(-1) for r in results])
-            observe_served(MODEL, {name: outputs[name][rows] for name in OUTPUTS})
-
+        known = scores["known"].tolist()
+        columns = {name: scores[name].tolist() for name in OUTPUTS}
         stateless_set = set(stateless)
         answers: list[dict[str, Any]] = []
         for i, u in enumerate(users):
             if known[i]:
-                values = {name: float(outputs[name][i]) for name in OUTPUTS}
+                values = {name: columns[name][i] for name in OUTPUTS}
                 source = "request" if i in stateless_set else "state"
             else:
                 values = {
@@ -234,6 +264,7 @@ class IntentServable:
 SERVABLE = IntentServable()
 
 
+@dataclass(frozen=True)
 class StoreCounts:
     """`CountSource` over the state store: the behaviour sequence first, bucket counts for the rest.
 
@@ -250,8 +281,7 @@ class StoreCounts:
     otherwise the deployment is misconfigured and the call is refused with NotReady.
     """
 
-    def __init__(self, store: StateStore) -> None:
-        self.store = store
+    store: StateStore  # equal for one store, so a wave's key joins requests on it
 
     async def counts(self, user_ids: Sequence[str], cut_ts: int, spec: FeatureSpec) -> np.ndarray:
         g = int(self.store.count_bucket_seconds)
