@@ -22,8 +22,8 @@ import pytest
 from service.errors import InvalidInput, NotReady
 from service.occasions import OCCASIONS, OccasionCalendar
 from service.runtime.direct import DirectLoaded
-from service.servables.cvr import CvrServable, PairInput, SeqEvent
-from service.servables.cvr_features import FIELD_INDEX, FIELDS
+from service.servables.cvr import CvrServable, PairInput, SeqEvent, histories_of
+from service.servables.cvr_features import FIELD_INDEX, FIELDS, Histories
 from training.features.cvr import Vocab, build_samples, promo_click_log
 
 EVENTS, CALENDAR = promo_click_log(seed=3, n_users=20, n_items=25, days=30)
@@ -56,9 +56,9 @@ class DictSequences:
         self.seqs = seqs
         self.asked: list[str] = []
 
-    async def sequences(self, user_ids: Sequence[str]) -> list[list[SeqEvent]]:
+    async def histories(self, user_ids: Sequence[str]) -> Histories:
         self.asked += list(user_ids)
-        return [self.seqs.get(u, []) for u in user_ids]
+        return histories_of([self.seqs.get(u, []) for u in user_ids])
 
 
 def _history(user: str, before: int) -> list[SeqEvent]:

@@ -29,7 +29,13 @@ from service.actions import ACTION_IDS
 from service.errors import InvalidInput, NotReady
 from service.occasions import OCCASION_INDEX, OCCASIONS, OccasionCalendar
 from service.runtime.coalesce import Coalescer, Rows
-from service.servables.cvr_features import FIELDS, FeatureSpec, context_fields, history_fields
+from service.servables.cvr_features import (
+    FIELDS,
+    FeatureSpec,
+    Histories,
+    history_fields_many,
+    row_ranges,
+)
 from service.servables.loaded import Loaded, per_version
 from service.servables.observe import observe_served
 from service.servables.wiring import Wiring
@@ -53,9 +59,11 @@ class SeqEvent(NamedTuple):
 
 
 class SequenceSource(Protocol):
-    """Each user's recent behaviour sequence (oldest first), as the events pipeline keeps it."""
+    """Each user's recent behaviour sequence, as the events pipeline keeps it."""
 
-    async def sequences(self, user_ids: Sequence[str]) -> list[list[SeqEvent]]: ...
+    async def histories(self, user_ids: Sequence[str]) -> Histories:
+        """History k is the sequence of `user_ids[k]`."""
+        ...
 
     def __hash__(self) -> int: ...  # concurrent requests' waves join per source (the store)
 
@@ -134,49 +142,61 @@ class CvrServable:
         sequences: Sequence[Sequence[SeqEvent]],
         at: int,
     ) -> tuple[dict[str, np.ndarray], list[tuple[str, str, int]]]:
-        """Graph inputs, and per pair (occasion, where it came from, events before the click)."""
+        """Graph inputs, and per pair (occasion, where it came from, events before the click).
+
+        `sequences[k]` is pair k's user history (any order; only events before the click
+        count)."""
+        return self.features_of(cfg, pairs, histories_of(sequences), np.arange(len(pairs)), at)
+
+    def features_of(
+        self,
+        cfg: CvrVersionConfig,
+        pairs: Sequence[PairInput],
+        hist: Histories,
+        owner: np.ndarray,
+        at: int,
+    ) -> tuple[dict[str, np.ndarray], list[tuple[str, str, int]]]:
+        """`features` with pair k reading history `owner[k]` of `hist`: one history per user
+        of a wave, however many of its pairs read it, and array operations over all pairs."""
         n, seq_len = len(pairs), cfg.spec.seq_len
-        fields = np.zeros((n, len(FIELDS)), dtype=np.int64)
+        ts = np.fromiter((at if p.ts is None else p.ts for p in pairs), np.int64, n)
+        item_ids = np.fromiter((cfg.items.get(p.item_id, 0) for p in pairs), np.int64, n)
+        categories = [
+            p.category_id
+            if p.category_id is not None
+            else (cfg.cat_names[int(cfg.item_table[i, 3])] if i else "")
+            for p, i in zip(pairs, item_ids.tolist(), strict=True)
+        ]
+        occasions = [
+            (p.occasion, "request") if p.occasion is not None else (cfg.occasion_at(t), "calendar")
+            for p, t in zip(pairs, ts.tolist(), strict=True)
+        ]
+        values, seq_lo, hi = history_fields_many(
+            hist, owner, [p.item_id for p in pairs], categories, ts, cfg.spec
+        )
+        day = ts // 86400
+        values.update(
+            occasion=np.fromiter((OCCASION_INDEX[o] for o, _ in occasions), np.int64, n),
+            dow=(day + 3) % 7,  # as `context_fields`: Monday = 0, UTC
+            hour=(ts % 86400) // 3600,
+            user=np.fromiter((cfg.users.get(p.user_id, 0) for p in pairs), np.int64, n),
+            item=item_ids,
+            category=np.fromiter((cfg.cats.get(c, 0) for c in categories), np.int64, n),
+            i_clicks=cfg.item_table[item_ids, 0],
+            i_buys=cfg.item_table[item_ids, 1],
+            i_cvr=cfg.item_table[item_ids, 2],
+        )
+        fields = np.stack([np.asarray(values[f], dtype=np.int64) for f in FIELDS], axis=1)
+        rows, pair = row_ranges(seq_lo, hi)  # each pair's sequence, right-aligned
+        col = seq_len - (hi[pair] - rows)
         seq_i = np.zeros((n, seq_len), dtype=np.int64)
         seq_c = np.zeros((n, seq_len), dtype=np.int64)
         seq_a = np.zeros((n, seq_len), dtype=np.int64)
-        used: list[tuple[str, str, int]] = []
-        for k, (pair, seq) in enumerate(zip(pairs, sequences, strict=True)):
-            ts = at if pair.ts is None else pair.ts
-            item_id = cfg.items.get(pair.item_id, 0)
-            if pair.category_id is not None:
-                category = pair.category_id
-            else:
-                category = cfg.cat_names[int(cfg.item_table[item_id, 3])] if item_id else ""
-            if pair.occasion is not None:
-                occ, source = pair.occasion, "request"
-            else:
-                occ, source = cfg.occasion_at(ts), "calendar"
-            before = sorted((e for e in seq if e.ts < ts), key=lambda e: e.ts)
-            used.append((occ, source, len(before)))
-            h_items = np.array([e.item_id for e in before], dtype=object)
-            h_cats = np.array([e.category_id for e in before], dtype=object)
-            h_acts = np.array([ACTION_IDS[e.action] for e in before], dtype=np.int64)
-            h_ts = np.array([e.ts for e in before], dtype=np.int64)
-            values, window = history_fields(
-                h_items, h_cats, h_acts, h_ts, pair.item_id, category, ts, cfg.spec
-            )
-            values.update(context_fields(ts, OCCASION_INDEX[occ]))
-            values.update(
-                user=cfg.users.get(pair.user_id, 0),
-                item=item_id,
-                category=cfg.cats.get(category, 0),
-                i_clicks=int(cfg.item_table[item_id, 0]),
-                i_buys=int(cfg.item_table[item_id, 1]),
-                i_cvr=int(cfg.item_table[item_id, 2]),
-            )
-            fields[k] = [values[f] for f in FIELDS]
-            recent = before[window]
-            m = len(recent)
-            if m:
-                seq_i[k, -m:] = [cfg.items.get(e.item_id, 0) for e in recent]
-                seq_c[k, -m:] = [cfg.cats.get(e.category_id, 0) for e in recent]
-                seq_a[k, -m:] = h_acts[window]
+        seq_i[pair, col] = [cfg.items.get(hist.items[r], 0) for r in rows.tolist()]
+        seq_c[pair, col] = [cfg.cats.get(hist.categories[r], 0) for r in rows.tolist()]
+        seq_a[pair, col] = hist.actions[rows]
+        before = (hi - hist.starts[owner]).tolist()
+        used = [(o, src, b) for (o, src), b in zip(occasions, before, strict=True)]
         inputs = {"fields": fields, "seq_items": seq_i, "seq_cats": seq_c, "seq_actions": seq_a}
         return inputs, used
 
@@ -218,9 +238,10 @@ class CvrServable:
 
         async def wave(source: SequenceSource, pairs: list[PairInput]) -> Rows:
             need = sorted({p.user_id for p in pairs})
-            stored = dict(zip(need, await source.sequences(need), strict=True))
-            sequences = [stored[p.user_id] for p in pairs]
-            return await self._model_scores(loaded, self.config(loaded), pairs, sequences)
+            index = {u: k for k, u in enumerate(need)}
+            owner = np.fromiter((index[p.user_id] for p in pairs), np.int64, len(pairs))
+            hist = await source.histories(need)
+            return await self._model_scores(loaded, self.config(loaded), pairs, hist, owner)
 
         return per_version(
             loaded, "cvr.waves", lambda v: Coalescer(wave, name=f"{MODEL}-{v.version}")
@@ -231,11 +252,12 @@ class CvrServable:
         loaded: Loaded,
         cfg: CvrVersionConfig,
         pairs: Sequence[PairInput],
-        sequences: Sequence[Sequence[SeqEvent]],
+        hist: Histories,
+        owner: np.ndarray,
     ) -> Rows:
-        """Per pair (each with its `ts`): the scores, the occasion's index, whether the request
-        named it, and how many events before the click the features used."""
-        inputs, used = self.features(cfg, pairs, sequences, 0)
+        """Per pair (each with its `ts`; pair k reads history `owner[k]`): the scores, the
+        occasion's index, whether the request named it, and the events before the click."""
+        inputs, used = self.features_of(cfg, pairs, hist, owner, 0)
         out = await loaded.infer(GRAPH, inputs)
         cvr, base = np.asarray(out["cvr"]).reshape(-1), np.asarray(out["base_cvr"]).reshape(-1)
         observe_served(MODEL, {"cvr": cvr, "base_cvr": base})
@@ -260,8 +282,9 @@ class CvrServable:
         stored = [k for k, p in enumerate(pairs) if p.sequence is None]
         parts: list[tuple[list[int], Rows]] = []
         if carried:
-            sequences = [list(pairs[k].sequence or ()) for k in carried]
-            rows = await self._model_scores(loaded, cfg, [pairs[k] for k in carried], sequences)
+            hist = histories_of([pairs[k].sequence or () for k in carried])
+            owner = np.arange(len(carried))
+            rows = await self._model_scores(loaded, cfg, [pairs[k] for k in carried], hist, owner)
             parts.append((carried, rows))
         if stored:
             if source is None:
@@ -299,20 +322,45 @@ class StoreSequences:
     store: StateStore  # equal for one store, so a wave's key joins requests on it
     n: int | None = None
 
-    async def sequences(self, user_ids: Sequence[str]) -> list[list[SeqEvent]]:
+    async def histories(self, user_ids: Sequence[str]) -> Histories:
         rows = await self.store.sequences(list(user_ids), self.n)
-        out: list[list[SeqEvent]] = []
+        lengths: list[int] = []
+        stamps: list[np.ndarray] = []
+        actions: list[str] = []
+        items: list[str] = []
+        categories: list[str | None] = []
         for row in rows:
-            out.append(
-                [
-                    SeqEvent(str(item), str(cat or ""), str(action), int(ts))
-                    for ts, action, cat, item in zip(
-                        row.timestamps, row.actions, row.categories, row.items, strict=True
-                    )
-                    if action in ACTION_IDS
-                ]
-            )
-        return out
+            keep = [k for k, a in enumerate(row.actions) if a in ACTION_IDS]
+            if len(keep) == len(row):  # the pipeline writes known actions: the usual case
+                stamps.append(row.timestamps)
+                actions += row.actions
+                items += row.items
+                categories += row.categories
+            else:  # entries of an action this version does not know carry no feature
+                stamps.append(row.timestamps[keep])
+                actions += [row.actions[k] for k in keep]
+                items += [row.items[k] for k in keep]
+                categories += [row.categories[k] for k in keep]
+            lengths.append(len(keep))
+        return Histories.from_columns(
+            lengths,
+            np.concatenate(stamps).astype(np.int64) if stamps else np.zeros(0, np.int64),
+            np.fromiter((ACTION_IDS[a] for a in actions), np.int64, len(actions)),
+            items,
+            [c or "" for c in categories],
+        )
+
+
+def histories_of(sequences: Sequence[Sequence[SeqEvent]]) -> Histories:
+    """Carried sequences (one per pair, any order) as `Histories`, each in time order."""
+    events = [e for seq in sequences for e in seq]
+    return Histories.from_columns(
+        [len(seq) for seq in sequences],
+        np.fromiter((e.ts for e in events), np.int64, len(events)),
+        np.fromiter((ACTION_IDS[e.action] for e in events), np.int64, len(events)),
+        [e.item_id for e in events],
+        [e.category_id for e in events],
+    )
 
 
 def sequence_source(store: StateStore | None) -> SequenceSource | None:

@@ -10,6 +10,7 @@ serving compute them the same way. Training's sample building is `training.featu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,136 @@ def history_fields(
         "recency": recency_bucket_int(ts - int(hist_ts[-1])) if n else 0,
     }
     return values, slice(max(0, n - spec.seq_len), n)
+
+
+@dataclass(frozen=True)
+class Histories:
+    """Several users' behaviour sequences as flat columns, for `history_fields_many`.
+
+    History k is rows ``starts[k]:starts[k + 1]``, in time order (stable: events at the same
+    second keep the order they were given in, as `sorted` keeps it in `history_fields`'s
+    callers). Items and categories are raw ids ("" for no category); only equality is used.
+    """
+
+    starts: np.ndarray  # [K + 1] int64 row offsets
+    ts: np.ndarray  # [E] int64 Unix seconds
+    actions: np.ndarray  # [E] int64 action codes (ACTION_IDS)
+    items: list[str]  # [E]
+    categories: list[str]  # [E]
+
+    @classmethod
+    def from_columns(
+        cls,
+        lengths: Sequence[int],
+        ts: np.ndarray,
+        actions: np.ndarray,
+        items: list[str],
+        categories: list[str],
+    ) -> Histories:
+        """Histories of `lengths[k]` consecutive rows each, sorted by time within each."""
+        starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(np.asarray(lengths, dtype=np.int64), out=starts[1:])
+        ts = np.asarray(ts, dtype=np.int64)
+        owner = np.repeat(np.arange(len(lengths)), np.diff(starts))
+        unsorted = len(ts) > 1 and bool(np.any((np.diff(ts) < 0) & (np.diff(owner) == 0)))
+        if unsorted:  # stored in arrival order: put each history in time order, stably
+            order = np.lexsort((ts, owner))
+            ts, actions = ts[order], np.asarray(actions)[order]
+            items = [items[i] for i in order.tolist()]
+            categories = [categories[i] for i in order.tolist()]
+        return cls(starts, ts, np.asarray(actions, dtype=np.int64), items, categories)
+
+
+def row_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every row of the ranges ``lo[p]:hi[p]`` back to back, and the range each belongs to."""
+    lengths = hi - lo
+    owner = np.repeat(np.arange(len(lo)), lengths)
+    first = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum())) + np.repeat(lo - first, lengths), owner
+
+
+def history_fields_many(
+    hist: Histories,
+    owner: np.ndarray,
+    item: Sequence[str],
+    category: Sequence[str],
+    ts: np.ndarray,
+    spec: FeatureSpec,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """`history_fields` for many pairs at once: pair p reads history `owner[p]` before `ts[p]`.
+
+    The same fields, bucket for bucket, in array operations over all pairs (a wave of a few
+    hundred pairs costs a few dozen numpy calls, not a few dozen per pair). Returns each
+    field's [P] values and, per pair, the rows ``seq_lo:hi`` of `hist` that form its
+    sequence (the last `seq_len` events before its click).
+    """
+    owner = np.asarray(owner, dtype=np.int64)
+    ts = np.asarray(ts, dtype=np.int64)
+    n_pairs, n_rows = len(owner), len(hist.ts)
+    first = hist.starts[owner]
+    if n_rows:  # hi: the first row of the pair's history at or after its click
+        t0 = int(hist.ts.min())
+        span = int(hist.ts.max()) - t0 + 2
+        row_owner = np.repeat(np.arange(len(hist.starts) - 1), np.diff(hist.starts))
+        if span * len(hist.starts) < 2**62:  # one sorted key: (history, time)
+            keys = row_owner * span + (hist.ts - t0)
+            hi = np.searchsorted(keys, owner * span + np.clip(ts - t0, 0, span - 1))
+        else:  # times too far apart for one int64 key
+            hi = np.asarray(
+                [
+                    s + np.searchsorted(hist.ts[s:e], t)
+                    for s, e, t in zip(first, hist.starts[owner + 1], ts, strict=True)
+                ],
+                dtype=np.int64,
+            ).reshape(n_pairs)
+    else:
+        hi = first.copy()
+    before = hi - first
+    lo = np.maximum(first, hi - spec.stats_window)
+
+    acts = hist.actions
+    clicks = acts == ACTION_IDS["browse"]
+    buys = acts == ACTION_IDS["purchase"]
+    deep = (acts == ACTION_IDS["collect"]) | (acts == ACTION_IDS["cart"])
+
+    def in_window(mask: np.ndarray) -> np.ndarray:
+        total = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(mask, out=total[1:])
+        counts: np.ndarray = total[hi] - total[lo]
+        return counts
+
+    codes: dict[str, int] = {}
+    item_codes = np.fromiter(
+        (codes.setdefault(v, len(codes)) for v in hist.items), np.int64, n_rows
+    )
+    pair_items = np.fromiter((codes.get(v, -1) for v in item), np.int64, n_pairs)
+    codes = {}
+    cat_codes = np.fromiter(
+        (codes.setdefault(v, len(codes)) for v in hist.categories), np.int64, n_rows
+    )
+    pair_cats = np.fromiter((codes.get(v, -1) for v in category), np.int64, n_pairs)
+    rows, pair = row_ranges(lo, hi)
+    same_item = item_codes[rows] == pair_items[pair]
+    same_cat = cat_codes[rows] == pair_cats[pair]
+
+    def per_pair(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(pair, weights=mask, minlength=n_pairs).astype(np.int64)
+
+    n_clicks, n_buys = in_window(clicks), in_window(buys)
+    last = hist.ts[np.maximum(hi - 1, 0)] if n_rows else np.zeros(n_pairs, dtype=np.int64)
+    values = {
+        "u_events": count_bucket(hi - lo),
+        "u_clicks": count_bucket(n_clicks),
+        "u_buys": count_bucket(n_buys),
+        "u_cvr": rate_bucket(n_buys, n_clicks),
+        "ui_clicks": count_bucket(per_pair(clicks[rows] & same_item)),
+        "ui_deep": count_bucket(per_pair(deep[rows] & same_item)),
+        "ui_bought": count_bucket(per_pair(buys[rows] & same_item)),
+        "uc_clicks": count_bucket(per_pair(clicks[rows] & same_cat)),
+        "uc_buys": count_bucket(per_pair(buys[rows] & same_cat)),
+        "recency": np.where(before > 0, recency_bucket(ts - last), 0).astype(np.int64),
+    }
+    return values, np.maximum(first, hi - spec.seq_len), hi
 
 
 def context_fields(ts: int, occasion: int) -> dict[str, int]:
