@@ -142,3 +142,49 @@ def test_bad_k_is_422(client: Any) -> None:
     assert "k" in resp.text
     resp = client.get("/v1/recommendations/u1", params={"k": 10_000})
     assert resp.status_code == 422
+
+
+def test_concurrent_recommendations_share_waves_and_answer_as_alone(client: Any) -> None:
+    """Concurrent requests are scored in joined waves (one state read and one graph call for
+    all of them); each answer equals the one it gets alone, fallbacks included."""
+    import asyncio
+
+    from service.servables.imn import SERVABLE, recommendation_waves
+
+    t0 = 1_760_000_000
+    _post(
+        client,
+        [
+            {"event_id": f"w{u}-{n}", "user_id": f"w{u}", "item_id": f"i{(u + n) % 9}",
+             "action": "browse", "timestamp": t0 + 60 * n}
+            for u in range(6) for n in range(3)
+        ],
+    )  # fmt: skip
+    state = client.app.state
+    loaded, store = state.registry.get("imn"), state.store
+    asks = [(f"w{n % 6}", 3 + n % 5) for n in range(12)] + [("nobody", 4)]
+    at = t0 + 3600.0
+
+    async def go() -> tuple[list[Any], list[Any], int]:
+        alone = [await SERVABLE.recommend(loaded, store, u, k, at) for u, k in asks]
+        waves = recommendation_waves(loaded)
+        before = waves.waves
+        joined = await asyncio.gather(
+            *(SERVABLE.recommend(loaded, store, u, k, at) for u, k in asks)
+        )
+        return alone, list(joined), waves.waves - before
+
+    alone, joined, waves = client.portal.call(go)
+    assert 1 <= waves < len(asks)
+    for got, want in zip(joined, alone, strict=True):
+        assert (got.fallback, got.reason, len(got.items)) == (
+            want.fallback,
+            want.reason,
+            len(want.items),
+        )
+        scores = [s for _, s in want.items]
+        assert [s for _, s in got.items] == pytest.approx(scores, rel=1e-5, abs=1e-6)
+        for j, (item, s) in enumerate(want.items):  # ranks apart by more than rounding agree
+            if all(abs(s - o) > 1e-4 for o in scores[:j] + scores[j + 1 :]):
+                assert got.items[j][0] == item
+    assert alone[-1].fallback and not alone[0].fallback

@@ -39,12 +39,13 @@ from starlette.datastructures import State
 
 from service.actions import ACTIONS
 from service.errors import InvalidInput, NotReady
+from service.runtime.coalesce import Coalescer, Rows
 from service.runtime.registry import LoadedModel, ModelRegistry
-from service.servables.loaded import Loaded
+from service.servables.loaded import Loaded, per_version
 from service.servables.observe import observe_served
 from service.servables.wiring import Wiring
 from service.state import keys
-from service.state.store import StateStore
+from service.state.store import StateStore, VersionedState
 
 log = logging.getLogger(__name__)
 
@@ -237,36 +238,24 @@ class Recommendation:
 async def recommend(
     loaded: LoadedModel, store: StateStore | None, user_id: str, k: int, at: float | None = None
 ) -> Recommendation:
-    """Top-k next items for `user_id` at time `at` (default now), popularity if no state."""
+    """Top-k next items for `user_id` at time `at` (default now), popularity if no state.
+
+    With a store, concurrent requests are scored in waves (`recommendation_waves`): one state
+    read and one `score` call for all of them.
+    """
     t = tables_of(loaded)
     if not 1 <= k <= t.k_max:
         raise InvalidInput("k", f"must be between 1 and {t.k_max}")
     now = time.time() if at is None else float(at)
-    if store is not None:
-        _maybe_refresh(loaded, store, t)
-    state = None
-    if store is not None:
-        state = (await store.get_states(MODEL, "user", [user_id]))[0]
-    d = t.dim
-    if state is None or state.vector.shape != (2 * d + 2,):
-        reason = "no state for this user" if state is None else "state from another model width"
+    if store is None:
+        return Recommendation(await _popular(loaded, None, t, k), True, NO_STATE, loaded.version)
+    _maybe_refresh(loaded, store, t)
+    rows = await recommendation_waves(loaded).submit(store, [(user_id, now)])
+    reason = STATE_REASONS[int(rows["state"][0])]
+    if reason is not None:
         return Recommendation(await _popular(loaded, store, t, k), True, reason, loaded.version)
-    vec = state.vector
-    dt_user = max(now - state.ts, 0.0)
-    last_item = int(vec[2 * d])
-    out = await loaded.infer(
-        "score",
-        {
-            "user_state": vec[None, : 2 * d],
-            "user_index": t.user_idx([user_id]),
-            "last_item": np.asarray([last_item if 0 <= last_item < len(t.items) else 0]),
-            "dt_user": np.asarray([dt_user], dtype=np.float32),
-            "dt_limited": np.asarray([dt_user + float(vec[2 * d + 1])], dtype=np.float32),
-        },
-    )
-    ids = out["item_ids"][0][:k].tolist()
-    scores = out["scores"][0][:k].tolist()
-    observe_served(MODEL, {"top_score": scores[:1]})
+    ids = rows["item_ids"][0][:k].tolist()
+    scores = rows["scores"][0][:k].tolist()
     items = t.items
     return Recommendation(
         [(items[i], s) for i, s in zip(ids, scores, strict=True)],
@@ -274,6 +263,49 @@ async def recommend(
         None,
         loaded.version,
     )
+
+
+NO_STATE = "no state for this user"
+STATE_REASONS: tuple[str | None, ...] = (None, NO_STATE, "state from another model width")
+
+
+def recommendation_waves(loaded: LoadedModel) -> Coalescer[StateStore, tuple[str, float]]:
+    """This version's coalescer of (user, time) lookups on one store (`Coalescer`)."""
+
+    async def wave(store: StateStore, asked: list[tuple[str, float]]) -> Rows:
+        t = tables_of(loaded)
+        d, n = t.dim, len(asked)
+        states = await store.get_states(MODEL, "user", [u for u, _ in asked])
+        code = np.ones(n, dtype=np.int64)  # STATE_REASONS index: 1 = no state
+        found: list[tuple[int, VersionedState]] = []
+        for r, state in enumerate(states):
+            if state is not None:
+                code[r] = 0 if state.vector.shape == (2 * d + 2,) else 2
+                if not code[r]:
+                    found.append((r, state))
+        item_ids = np.zeros((n, t.k_max), dtype=np.int64)
+        scores = np.zeros((n, t.k_max), dtype=np.float32)
+        if found:
+            rows = [r for r, _ in found]
+            vec = np.stack([state.vector for _, state in found])
+            dt_user = np.maximum(np.asarray([asked[r][1] - st.ts for r, st in found]), 0.0)
+            last = vec[:, 2 * d].astype(np.int64)
+            out = await loaded.infer(
+                "score",
+                {
+                    "user_state": vec[:, : 2 * d],
+                    "user_index": t.user_idx([asked[r][0] for r in rows]),
+                    "last_item": np.where((last >= 0) & (last < len(t.items)), last, 0),
+                    "dt_user": dt_user.astype(np.float32),
+                    "dt_limited": (dt_user + vec[:, 2 * d + 1]).astype(np.float32),
+                },
+            )
+            item_ids[rows] = out["item_ids"][:, : t.k_max]
+            scores[rows] = out["scores"][:, : t.k_max]
+            observe_served(MODEL, {"top_score": scores[rows, 0]})
+        return {"item_ids": item_ids, "scores": scores, "state": code}
+
+    return per_version(loaded, "imn.waves", lambda v: Coalescer(wave, name=f"{MODEL}-{v.version}"))
 
 
 async def _popular(
