@@ -310,3 +310,32 @@ def test_cluster_mode_on_a_one_node_cluster(tmp_path: Path) -> None:
         run(url.replace("redis://", "redis+cluster://"), body)
     finally:
         server.stop()
+
+
+def test_stored_sequences_parse_in_one_pass_whatever_the_rows_hold() -> None:
+    """Empty rows, text or bytes replies, and entries written before event ids were kept
+    (four fields) all give each user's own columns."""
+    from service.state.store import _sequences, sequence_entry
+
+    rows = [
+        [sequence_entry(5.0, "cart", None, "i1", "e1")],
+        [],
+        [
+            sequence_entry(6.0, "browse", "c", "j", "f"),
+            sequence_entry(7.5, "purchase", "c", "k", "g"),
+        ],
+    ]
+    for given in (rows, [[entry.encode() for entry in row] for row in rows]):
+        got = _sequences(given)
+        assert [s.timestamps.tolist() for s in got] == [[5.0], [], [6.0, 7.5]]
+        assert [s.actions for s in got] == [["cart"], [], ["browse", "purchase"]]
+        assert [s.categories for s in got] == [[None], [], ["c", "c"]]
+        assert [s.items for s in got] == [["i1"], [], ["j", "k"]]
+    old = _sequences(
+        [[b"1.0\x1fbrowse\x1f\x1fi0"], [sequence_entry(2.0, "cart", "c", "j", "f").encode()]]
+    )
+    assert [(s.timestamps.tolist(), s.items, s.categories) for s in old] == [
+        ([1.0], ["i0"], [None]),
+        ([2.0], ["j"], ["c"]),
+    ]
+    assert _sequences([[], []])[1].timestamps.size == 0
