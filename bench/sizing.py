@@ -89,9 +89,10 @@ def paragraph() -> str:
     ]
     lines = [
         f"**Sizing, from `bench/`.** On {machine}, one replica with {workers} worker "
-        "process under 32 keep-alive connections (`python -m bench.http_load --route all`) "
-        "served " + "; ".join(http) + ". Ratios are against the hand-written peers of the same "
-        "run ([SUMMARY](bench/results/SUMMARY.md#speed)): above 1 salecast is faster.",
+        "process under 32 keep-alive connections (`python -m bench.http_load`; each result "
+        "file names its run's command) served " + "; ".join(http) + ". Ratios are against "
+        "the hand-written peers of the same run ([SUMMARY](bench/results/SUMMARY.md#speed)): "
+        "above 1 salecast is faster.",
         "Inside one process (no HTTP) it scored "
         + ", ".join(f"{_n(v)} {label}" for v, label in inside if v is not None)
         + ".",
