@@ -130,3 +130,26 @@ def test_too_many_waiting_items_is_overloaded_and_a_cancelled_call_is_skipped() 
         assert [items for _, items in run.waves] == [[0], [3]]  # the cancelled call never ran
 
     asyncio.run(main())
+
+
+def test_a_loop_closed_mid_wave_leaves_the_coalescer_usable() -> None:
+    run = Recorder(asyncio.Event())  # the first loop's wave waits for ever
+    waves = Coalescer(run, name="t")
+
+    async def abandoned() -> None:
+        asyncio.get_running_loop().create_task(waves.submit(0, [1]))
+        await asyncio.sleep(0.01)  # the wave starts and is held; the loop then closes
+
+    old = asyncio.new_event_loop()
+    old.run_until_complete(abandoned())  # stops with the wave pending on the old loop
+    try:
+        run.gate = None
+        rows = asyncio.run(asyncio.wait_for(waves.submit(0, [2]), 5.0))  # not stuck behind it
+        assert rows["value"].tolist() == [2]
+        assert [items for _, items in run.waves] == [[1], [2]]
+    finally:
+        pending = asyncio.all_tasks(old)
+        for task in pending:
+            task.cancel()
+        old.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        old.close()

@@ -105,14 +105,16 @@ class Coalescer(Generic[K, T]):
 
     def _start_waves(self) -> None:
         """Start waves while slots are free and calls wait, oldest key first."""
+        # A wave left on a loop that was closed mid-wave (a test's loop, a worker's old loop)
+        # will never finish: its slot is free on this loop.
+        loop = asyncio.get_running_loop()
+        self._in_flight = {t for t in self._in_flight if not t.done() and t.get_loop() is loop}
         while len(self._in_flight) < self.max_in_flight and self._queues:
             key = next(iter(self._queues))
             calls = self._take(key)
             if not calls:
                 continue
-            task = asyncio.get_running_loop().create_task(
-                self._wave(key, calls), name=f"wave-{self.name}"
-            )
+            task = loop.create_task(self._wave(key, calls), name=f"wave-{self.name}")
             self._in_flight.add(task)
             task.add_done_callback(self._finished)
 
