@@ -4,8 +4,8 @@ Runs (one process, same artifact, same pairs, same carried behaviour sequences):
 
 * `metacvr-batched`: what `/v1/score/cvr` does: features for all 100 pairs, then one ONNX
   Runtime call on the `score` graph (prototypes and distances inside the graph);
-* `metacvr-per-pair`: the naive way to serve the same model: the same features, one ORT call
-  per pair (100 calls per request).
+* `metacvr-per-pair`: the naive way to serve the same model: one servable call per pair (100
+  calls per request), so the features' array operations and the ORT call run once per pair.
 
 Throughput counts scored pairs per second of wall time; latency is per 100-pair request.
 ONNX Runtime is called directly (no HTTP, no micro-batcher, no Redis) on the CUDA provider
@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.pairs} pairs per request, {args.seq_events} carried events per pair, "
             f"ORT {ort.__version__} on {loaded.provider} ({args.threads} intra-op threads); "
             f"model d_model={cfg['d_model']}, heads={cfg['heads']}, seq_len={cfg['seq_len']}, "
-            f"distance={cfg['distance']}; artifact {loaded.version}. Features are computed "
-            f"in Python per pair in both runs. {load_note(load_average())} "
+            f"distance={cfg['distance']}; artifact {loaded.version}. Both runs call "
+            "CvrServable.score: the batched run builds the features of all its pairs in one "
+            "set of array operations and makes one ORT call, the per-pair run pays both once "
+            f"per pair. {load_note(load_average())} "
             + (
                 "No GPU in this session: CPU numbers only."
                 if loaded.provider == "CPUExecutionProvider"
