@@ -99,7 +99,8 @@ BATCH_REQUESTS = Histogram(
 )
 QUEUE_DEPTH = Gauge(
     "salecast_batch_queue_depth",
-    "Requests waiting in a micro-batcher queue, by model and graph.",
+    "Requests waiting for a model, by model and graph: in the graph's micro-batcher queue, "
+    'or for a wave of the servable\'s coalescer (graph="wave").',
     ["model", "graph"],
 )
 QUEUE_WAIT = Histogram(

@@ -32,7 +32,7 @@ def test_concurrent_calls_join_one_wave_and_get_their_own_rows() -> None:
     async def main() -> None:
         gate = asyncio.Event()
         run = Recorder(gate)
-        waves = Coalescer(run, name="t", max_in_flight=1)
+        waves = Coalescer(run, model="toy", name="t", max_in_flight=1)
         first = asyncio.create_task(waves.submit(1, [0]))  # starts a wave at once, held
         await asyncio.sleep(0)
         rest = [asyncio.create_task(waves.submit(1, [10 * k + 1, 10 * k + 2])) for k in range(5)]
@@ -52,7 +52,7 @@ def test_different_keys_never_share_a_wave() -> None:
     async def main() -> None:
         gate = asyncio.Event()
         run = Recorder(gate)
-        waves = Coalescer(run, name="t", max_in_flight=1)
+        waves = Coalescer(run, model="toy", name="t", max_in_flight=1)
         held = asyncio.create_task(waves.submit(9, [0]))
         await asyncio.sleep(0)
         calls = [asyncio.create_task(waves.submit(k % 2, [k])) for k in range(6)]
@@ -71,7 +71,7 @@ def test_a_wave_takes_whole_calls_up_to_max_items() -> None:
     async def main() -> None:
         gate = asyncio.Event()
         run = Recorder(gate)
-        waves = Coalescer(run, name="t", max_items=4, max_in_flight=1, capacity=100)
+        waves = Coalescer(run, model="toy", name="t", max_items=4, max_in_flight=1, capacity=100)
         held = asyncio.create_task(waves.submit(0, [0]))
         await asyncio.sleep(0)
         sizes = [3, 3, 1, 6, 2]
@@ -88,7 +88,7 @@ def test_a_wave_takes_whole_calls_up_to_max_items() -> None:
 def test_a_failed_wave_fails_each_of_its_calls_and_the_next_wave_runs() -> None:
     async def main() -> None:
         run = Recorder(fail=NotReady("store down"))
-        waves = Coalescer(run, name="t")
+        waves = Coalescer(run, model="toy", name="t")
         results = await asyncio.gather(
             *(waves.submit(0, [k]) for k in range(4)), return_exceptions=True
         )
@@ -105,7 +105,7 @@ def test_rows_that_do_not_follow_the_items_are_an_error_not_a_wrong_answer() -> 
 
     async def main() -> None:
         with pytest.raises(ValueError, match="no axis of 2 rows"):
-            await Coalescer(short, name="t").submit(0, [1, 2])
+            await Coalescer(short, model="toy", name="t").submit(0, [1, 2])
 
     asyncio.run(main())
 
@@ -114,7 +114,7 @@ def test_too_many_waiting_items_is_overloaded_and_a_cancelled_call_is_skipped() 
     async def main() -> None:
         gate = asyncio.Event()
         run = Recorder(gate)
-        waves = Coalescer(run, name="t", max_items=4, max_in_flight=1, capacity=8)
+        waves = Coalescer(run, model="toy", name="t", max_items=4, max_in_flight=1, capacity=8)
         held = asyncio.create_task(waves.submit(0, [0]))
         await asyncio.sleep(0)
         waiting = asyncio.create_task(waves.submit(0, [1] * 8))
@@ -134,7 +134,7 @@ def test_too_many_waiting_items_is_overloaded_and_a_cancelled_call_is_skipped() 
 
 def test_a_loop_closed_mid_wave_leaves_the_coalescer_usable() -> None:
     run = Recorder(asyncio.Event())  # the first loop's wave waits for ever
-    waves = Coalescer(run, name="t")
+    waves = Coalescer(run, model="toy", name="t")
 
     async def abandoned() -> None:
         asyncio.get_running_loop().create_task(waves.submit(0, [1]))
@@ -153,3 +153,28 @@ def test_a_loop_closed_mid_wave_leaves_the_coalescer_usable() -> None:
             task.cancel()
         old.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         old.close()
+
+
+def test_calls_waiting_for_a_wave_are_in_the_queue_depth_the_autoscaler_reads() -> None:
+    from prometheus_client import REGISTRY
+
+    def depth() -> float | None:
+        labels = {"model": "depth-test", "graph": "wave"}
+        return REGISTRY.get_sample_value("salecast_batch_queue_depth", labels)
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        waves = Coalescer(Recorder(gate), model="depth-test", name="t")
+        held = asyncio.create_task(waves.submit(0, [0]))  # taken into the first wave at once
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(waves.submit(0, [k])) for k in range(3)]
+        await asyncio.sleep(0)
+        assert depth() == 3
+        waiting[0].cancel()
+        await asyncio.sleep(0)
+        assert depth() == 2  # a caller that went away is no longer waiting
+        gate.set()
+        await asyncio.gather(held, *waiting[1:])
+        assert depth() == 0
+
+    asyncio.run(main())

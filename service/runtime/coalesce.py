@@ -25,6 +25,9 @@ Design (the events pipeline's `EventIngestor`, generalised to any row-wise step)
   the graph is broken: each caller would have met it alone).
 - More than `capacity` items waiting is `Overloaded` (503 with Retry-After), never an
   unbounded queue.
+- Calls waiting for a wave are counted in `salecast_batch_queue_depth` with ``graph="wave"``:
+  under load requests now wait here rather than in the micro-batcher, and that gauge is what
+  the autoscaler scales on, so it must still see them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from service.errors import NotReady, Overloaded
+from service.metrics import QUEUE_DEPTH
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -59,6 +63,7 @@ class Coalescer(Generic[K, T]):
         self,
         run: WaveFn[K, T],
         *,
+        model: str,
         name: str,
         max_items: int = 1024,
         max_in_flight: int = 1,
@@ -77,6 +82,8 @@ class Coalescer(Generic[K, T]):
         self.retry_after_s = retry_after_s
         self._queues: dict[K, deque[_Call[T]]] = {}
         self._waiting = 0  # items queued over every key
+        self._waiting_calls = 0
+        self._depth = QUEUE_DEPTH.labels(model=model, graph="wave")
         self._in_flight: set[asyncio.Task[None]] = set()
         self.waves = 0  # waves run so far (for tests and benchmarks)
 
@@ -92,6 +99,8 @@ class Coalescer(Generic[K, T]):
         call = _Call(items, future)
         self._queues.setdefault(key, deque()).append(call)
         self._waiting += len(items)
+        self._waiting_calls += 1
+        self._depth.set(self._waiting_calls)
         self._start_waves()
         try:
             return await future
@@ -102,6 +111,8 @@ class Coalescer(Generic[K, T]):
         if call.queued:
             call.queued = False
             self._waiting -= len(call.items)
+            self._waiting_calls -= 1
+            self._depth.set(self._waiting_calls)
 
     def _start_waves(self) -> None:
         """Start waves while slots are free and calls wait, oldest key first."""

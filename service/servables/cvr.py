@@ -244,7 +244,7 @@ class CvrServable:
             return await self._model_scores(loaded, self.config(loaded), pairs, hist, owner)
 
         return per_version(
-            loaded, "cvr.waves", lambda v: Coalescer(wave, name=f"{MODEL}-{v.version}")
+            loaded, "cvr.waves", lambda v: Coalescer(wave, model=MODEL, name=f"{MODEL}-{v.version}")
         )
 
     async def _model_scores(

@@ -305,7 +305,9 @@ def recommendation_waves(loaded: LoadedModel) -> Coalescer[StateStore, tuple[str
             observe_served(MODEL, {"top_score": scores[rows, 0]})
         return {"item_ids": item_ids, "scores": scores, "state": code}
 
-    return per_version(loaded, "imn.waves", lambda v: Coalescer(wave, name=f"{MODEL}-{v.version}"))
+    return per_version(
+        loaded, "imn.waves", lambda v: Coalescer(wave, model=MODEL, name=f"{MODEL}-{v.version}")
+    )
 
 
 async def _popular(

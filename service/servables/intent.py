@@ -186,7 +186,9 @@ class IntentServable:
             )
 
         return per_version(
-            loaded, "intent.waves", lambda v: Coalescer(wave, name=f"{MODEL}-{v.version}")
+            loaded,
+            "intent.waves",
+            lambda v: Coalescer(wave, model=MODEL, name=f"{MODEL}-{v.version}"),
         )
 
     async def _model_scores(
