@@ -266,6 +266,9 @@ async def recommend(
 
 
 NO_STATE = "no state for this user"
+# Users per wave: one `score` call, whose [users, items] score matrix bounds it (256 rows of a
+# 1M-item table are 1 GB of float32), as the micro-batcher's default row bound did before.
+WAVE_USERS = 256
 STATE_REASONS: tuple[str | None, ...] = (None, NO_STATE, "state from another model width")
 
 
@@ -306,7 +309,9 @@ def recommendation_waves(loaded: LoadedModel) -> Coalescer[StateStore, tuple[str
         return {"item_ids": item_ids, "scores": scores, "state": code}
 
     return per_version(
-        loaded, "imn.waves", lambda v: Coalescer(wave, model=MODEL, name=f"{MODEL}-{v.version}")
+        loaded,
+        "imn.waves",
+        lambda v: Coalescer(wave, model=MODEL, name=f"{MODEL}-{v.version}", max_items=WAVE_USERS),
     )
 
 
