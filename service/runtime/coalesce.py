@@ -119,7 +119,8 @@ class Coalescer(Generic[K, T]):
         # A wave left on a loop that was closed mid-wave (a test's loop, a worker's old loop)
         # will never finish: its slot is free on this loop.
         loop = asyncio.get_running_loop()
-        self._in_flight = {t for t in self._in_flight if not t.done() and t.get_loop() is loop}
+        if len(self._in_flight) >= self.max_in_flight:  # only then can a stale one matter
+            self._in_flight = {t for t in self._in_flight if not t.done() and t.get_loop() is loop}
         while len(self._in_flight) < self.max_in_flight and self._queues:
             key = next(iter(self._queues))
             calls = self._take(key)

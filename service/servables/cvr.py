@@ -235,7 +235,9 @@ class CvrServable:
         Keyed by the sequence source (the store), so a wave is one Redis pipeline for every
         user of its pairs and one ORT call; each pair carries its own click time.
         """
+        return per_version(loaded, "cvr.waves", self._new_waves)
 
+    def _new_waves(self, loaded: Loaded) -> Coalescer[SequenceSource, PairInput]:
         async def wave(source: SequenceSource, pairs: list[PairInput]) -> Rows:
             need = sorted({p.user_id for p in pairs})
             index = {u: k for k, u in enumerate(need)}
@@ -243,9 +245,7 @@ class CvrServable:
             hist = await source.histories(need)
             return await self._model_scores(loaded, self.config(loaded), pairs, hist, owner)
 
-        return per_version(
-            loaded, "cvr.waves", lambda v: Coalescer(wave, model=MODEL, name=f"{MODEL}-{v.version}")
-        )
+        return Coalescer(wave, model=MODEL, name=f"{MODEL}-{loaded.version}")
 
     async def _model_scores(
         self,
@@ -291,23 +291,23 @@ class CvrServable:
                 raise NotReady("no state store: carry each pair's `sequence` in the request")
             rows = await self.waves(loaded).submit(source, [pairs[k] for k in stored])
             parts.append((stored, rows))
-        by_pair: list[dict[str, Any]] = [{} for _ in pairs]
+        answers: list[dict[str, Any]] = [{} for _ in pairs]
         for where, part in parts:
-            columns = {name: values.tolist() for name, values in part.items()}
+            cvr, base, occasion, from_request, history = (
+                part[name].tolist()
+                for name in ("cvr", "base_cvr", "occasion", "from_request", "history_events")
+            )
             for j, k in enumerate(where):
-                by_pair[k] = {name: values[j] for name, values in columns.items()}
-        return [
-            {
-                "user_id": p.user_id,
-                "item_id": p.item_id,
-                "cvr": row["cvr"],
-                "base_cvr": row["base_cvr"],
-                "occasion": OCCASIONS[row["occasion"]],
-                "occasion_source": "request" if row["from_request"] else "calendar",
-                "history_events": row["history_events"],
-            }
-            for p, row in zip(pairs, by_pair, strict=True)
-        ]
+                answers[k] = {
+                    "user_id": pairs[k].user_id,
+                    "item_id": pairs[k].item_id,
+                    "cvr": cvr[j],
+                    "base_cvr": base[j],
+                    "occasion": OCCASIONS[occasion[j]],
+                    "occasion_source": "request" if from_request[j] else "calendar",
+                    "history_events": history[j],
+                }
+        return answers
 
 
 @dataclass(frozen=True)

@@ -272,9 +272,12 @@ WAVE_USERS = 256
 STATE_REASONS: tuple[str | None, ...] = (None, NO_STATE, "state from another model width")
 
 
-def recommendation_waves(loaded: LoadedModel) -> Coalescer[StateStore, tuple[str, float]]:
+def recommendation_waves(loaded: Loaded) -> Coalescer[StateStore, tuple[str, float]]:
     """This version's coalescer of (user, time) lookups on one store (`Coalescer`)."""
+    return per_version(loaded, "imn.waves", _new_recommendation_waves)
 
+
+def _new_recommendation_waves(loaded: Loaded) -> Coalescer[StateStore, tuple[str, float]]:
     async def wave(store: StateStore, asked: list[tuple[str, float]]) -> Rows:
         t = tables_of(loaded)
         d, n = t.dim, len(asked)
@@ -308,11 +311,7 @@ def recommendation_waves(loaded: LoadedModel) -> Coalescer[StateStore, tuple[str
             observe_served(MODEL, {"top_score": scores[rows, 0]})
         return {"item_ids": item_ids, "scores": scores, "state": code}
 
-    return per_version(
-        loaded,
-        "imn.waves",
-        lambda v: Coalescer(wave, model=MODEL, name=f"{MODEL}-{v.version}", max_items=WAVE_USERS),
-    )
+    return Coalescer(wave, model=MODEL, name=f"{MODEL}-{loaded.version}", max_items=WAVE_USERS)
 
 
 async def _popular(

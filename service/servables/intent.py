@@ -177,7 +177,9 @@ class IntentServable:
         Keyed by (cut, count source), so only users scored at the same cut against the same
         store join; each wave is one Redis pipeline, one feature build and one ORT call.
         """
+        return per_version(loaded, "intent.waves", self._new_waves)
 
+    def _new_waves(self, loaded: Loaded) -> Coalescer[tuple[int, CountSource], str]:
         async def wave(key: tuple[int, CountSource], user_ids: list[str]) -> Rows:
             cut, source = key
             cfg = self.config(loaded)
@@ -185,11 +187,7 @@ class IntentServable:
                 loaded, cfg, await source.counts(user_ids, cut, cfg.spec), cut
             )
 
-        return per_version(
-            loaded,
-            "intent.waves",
-            lambda v: Coalescer(wave, model=MODEL, name=f"{MODEL}-{v.version}"),
-        )
+        return Coalescer(wave, model=MODEL, name=f"{MODEL}-{loaded.version}")
 
     async def _model_scores(
         self, loaded: Loaded, cfg: IntentConfig, counts: np.ndarray, cut: int
