@@ -230,6 +230,26 @@ def test_history_rows_are_idempotent_and_bounded(clean_redis: str) -> None:
     run(clean_redis, body)
 
 
+def test_scalar_history_reads_each_rows_first_value_in_key_order(clean_redis: str) -> None:
+    async def body(store: StateStore) -> None:
+        days = [3, 1, 2]  # written out of order: the read sorts by row key
+        await store.append_history("r", "one", [(f"2024-01-0{d}", [d + 0.25]) for d in days])
+        got = await store.read_history_scalars("r", "one")
+        assert list(got.items()) == [
+            ("2024-01-01", 1.25),
+            ("2024-01-02", 2.25),
+            ("2024-01-03", 3.25),
+        ]
+        await store.append_history("r", "two", [("b", [1.5, 9.0]), ("a", [0.5, 8.0])])
+        assert list((await store.read_history_scalars("r", "two")).items()) == [
+            ("a", 0.5),
+            ("b", 1.5),
+        ]
+        assert await store.read_history_scalars("r", "none") == {}
+
+    run(clean_redis, body)
+
+
 def test_scan_states_finds_every_item(clean_redis: str) -> None:
     async def body(store: StateStore) -> None:
         ids = [f"i{k}" for k in range(30)] + ["x}y"]
