@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 
+from service.state.store import StateStore
 from training.schemas import SalesData
 
 PROMO = {"type": "thanksgiving", "date": "2013-11-29"}  # a Friday, after the training data
@@ -93,7 +94,9 @@ def _forecast(client: Any, **extra: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
-def test_register_ingest_forecast(client: Any, clean_redis: str) -> None:
+def test_register_ingest_forecast(
+    client: Any, clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reg = client.post("/v1/promotions", json=PROMO)
     assert reg.status_code == 200, reg.text
     presale = [dt.date.fromisoformat(d) for d in reg.json()["presale_periods"]]
@@ -133,6 +136,21 @@ def test_register_ingest_forecast(client: Any, clean_redis: str) -> None:
         assert a["presale_periods_seen"] == 3
         assert a["gmv"] == pytest.approx(b["gmv"], rel=1e-4, abs=1e-3)
         assert a["slot_probabilities"] == pytest.approx(b["slot_probabilities"], abs=1e-5)
+
+    # The last pre-sale week in: once every state has folded it, a forecast reads no history.
+    client.post("/v1/sales", json={"records": _records(presale[3], 210.0)})
+    complete = _forecast(client)
+    assert [i["presale_periods_seen"] for i in complete["items"]] == [4, 4, 4]
+    reads: list[tuple[str, str]] = []
+    original = StateStore.read_history_scalars
+
+    async def counted(self: StateStore, region: str, name: str) -> dict[str, float]:
+        reads.append((region, name))
+        return await original(self, region, name)
+
+    monkeypatch.setattr(StateStore, "read_history_scalars", counted)
+    assert _forecast(client)["items"] == complete["items"]
+    assert reads == []
 
 
 def test_bad_input_is_422_or_404(client: Any) -> None:

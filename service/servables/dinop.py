@@ -313,8 +313,19 @@ class DinopServable:
         promo: Promotion,
         states: dict[tuple[str, str], ItemState],
     ) -> tuple[dict[tuple[str, str], np.ndarray], dict[tuple[str, str], dt.date]]:
-        """Run the `step` graph over the new pre-sale periods of every item, period-major."""
-        dates = self.presale_dates(tb, promo)
+        """Run the `step` graph over the new pre-sale periods of every item, period-major.
+
+        When every state has folded the last pre-sale period already (the common case once a
+        promotion's pre-sale window is over) nothing can change and no history is read: those
+        reads were the larger part of a promotion-items request.
+        """
+        dates = [
+            day
+            for day in self.presale_dates(tb, promo)
+            if any(st.last_date is None or day > st.last_date for st in states.values())
+        ]
+        if not dates:
+            return {it: st.vector.copy() for it, st in states.items()}, {}
         festival_dates = {p.date for p in await self.promotions(history.store)}
         by_region: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for it in states:
