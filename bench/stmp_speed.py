@@ -34,9 +34,10 @@ class EmptyHistory:
     async def sales_history(self, region: str, categories: object) -> dict[str, dict[str, float]]:
         return {}
 
-    async def external_history(
-        self, region: str, factors: object = ()
-    ) -> dict[str, dict[str, float]]:
+    async def revision(self, region: str) -> None:
+        return None
+
+    async def external_factors(self, region: str, factors: object) -> dict[str, dict[str, float]]:
         return {}
 
     async def get_task(self, region: str) -> None:

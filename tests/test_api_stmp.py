@@ -119,6 +119,62 @@ def test_ingest_moves_origin_and_refreshes_task(artifact: Path, clean_redis: str
     assert sorted(kept["d0"]) == new_dates[1:]
 
 
+class CountedHistory(StoreSalesHistory):
+    """Counts the history reads of one replica."""
+
+    reads = 0
+
+    async def sales_history(self, region: str, categories: Any) -> dict[str, dict[str, float]]:
+        self.reads += 1
+        return await super().sales_history(region, categories)
+
+
+def test_kept_states_follow_every_replicas_ingest(artifact: Path, clean_redis: str) -> None:
+    """Replica A keeps a region's states per history revision: a repeated forecast reads no
+    history, and a state it is handed can be changed without changing what it keeps; an
+    ingest through replica B is seen by A's next forecast."""
+    servable = STMPServable(seed=0)
+    replica_a, replica_b = DirectLoaded(artifact, threads=1), DirectLoaded(artifact, threads=1)
+    tb = servable.tables(replica_a)
+    end = tb.date_of(tb.history_end_step)
+    week = dt.timedelta(days=7)
+
+    async def forecast(history: StoreSalesHistory) -> dict[str, Any]:
+        return await servable.forecast(
+            replica_a, history, "s0", end + week, end + 10 * week, None, ["d0"]
+        )
+
+    async def go() -> tuple[list[Any], list[int]]:
+        a_store, b_store = (
+            await StateStore.connect(clean_redis),
+            await StateStore.connect(clean_redis),
+        )
+        try:
+            a = CountedHistory(a_store, replica_a.version)
+            b = StoreSalesHistory(b_store, replica_b.version)
+            await b.append("s0", {"d0": {(end + week).isoformat(): 100.0}}, {})
+            ends, reads = [], []
+            for ingest in (None, None, end + 2 * week):
+                if ingest is not None:
+                    await b.append("s0", {"d0": {ingest.isoformat(): 120.0}}, {})
+                out = await forecast(a)
+                ends.append(out["history_end"])
+                reads.append(a.reads)
+            ids = servable.resolve_categories(tb, "s0", ["d0"])
+            (state,), _ = await servable.region_states(replica_a, tb, a, "s0", ids)
+            state.put(np.array([state.last + 1]), np.ones((1, tb.history.shape[2]), np.float32))
+            (again,), _ = await servable.region_states(replica_a, tb, a, "s0", ids)
+            assert again.newest == again.last and not again.known[again.last + 1]
+            return ends, reads
+        finally:
+            await a_store.close()
+            await b_store.close()
+
+    ends, reads = run(go())
+    assert ends == [end + week, end + week, end + 2 * week]
+    assert reads == [1, 1, 2]
+
+
 def test_bad_requests_raise_core_errors(artifact: Path, clean_redis: str) -> None:
     loaded = DirectLoaded(artifact, threads=1)
     servable = STMPServable(seed=0)

@@ -114,11 +114,20 @@ def random_history(tb: STMPTables, seed: int) -> tuple[dict, dict]:
     return sales, ext
 
 
+def by_factor(ext: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Factors by period as the store keeps them: a history per factor."""
+    out: dict[str, dict[str, float]] = {}
+    for date_s, values in ext.items():
+        for factor, value in values.items():
+            out.setdefault(factor, {})[date_s] = value
+    return out
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_dense_states_give_the_reference_windows(seed: int) -> None:
     tb, servable = tables(seed), STMPServable(seed=0)
     sales, ext = random_history(tb, seed)
-    states = servable.series_states(tb, [0, 1, 2], sales, ext)
+    states = servable.series_states(tb, [0, 1, 2], sales, by_factor(ext))
     for n, state in enumerate(states):
         ref = reference_rows(tb, n, sales, ext)
         assert state.last == max(ref)
@@ -133,7 +142,7 @@ def test_forecast_rows_are_carried_into_later_windows() -> None:
     windows contain it, and their gaps take its factors."""
     tb, servable = tables(99), STMPServable(seed=0)
     sales, ext = random_history(tb, 99)
-    (state,) = servable.series_states(tb, [1], sales, ext)
+    (state,) = servable.series_states(tb, [1], sales, by_factor(ext))
     ref = reference_rows(tb, 1, sales, ext)
     step = state.last + 1
     row = np.arange(tb.history.shape[2], dtype=np.float32)

@@ -128,6 +128,12 @@ def history(region: str, name: str) -> str:
     return f"{PREFIX}:{region_tag(region)}:h:{escape(name)}"
 
 
+def history_revision(region: str) -> str:
+    """Integer counter of a region's histories: incremented after every write to them, so a
+    replica's copy of what it read is known to be current by one GET."""
+    return f"{PREFIX}:{region_tag(region)}:hrev"
+
+
 def state_pattern(model: str, entity: str) -> str:
     """SCAN MATCH pattern for every state of `model` of one entity kind."""
     return f"{PREFIX}:{{{_TAG_LETTER[entity]}:*}}:st:{escape(model)}"
