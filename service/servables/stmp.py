@@ -463,22 +463,24 @@ class STMPServable:
         kept: dict[str, RegionStates] = per_version(loaded, "stmp.region_states", lambda _: {})
         revision = await history.revision(region)
         entry = kept.get(region)
-        if revision is None or entry is None or entry.revision != revision:
-            every = [n for (r, _), n in tb.series.items() if r == region]
-            sales, factors, task = await asyncio.gather(
-                history.sales_history(
-                    region, [tb.categories[int(tb.series_category[n])] for n in every]
-                ),
-                history.external_factors(region, tb.ext_columns),
-                history.get_task(region),
-            )
-            states = self.series_states(tb, every, sales, factors)
-            entry = RegionStates(
-                -1 if revision is None else revision, dict(zip(every, states, strict=True)), task
-            )
-            if revision is not None:
-                kept[region] = entry
-        return [entry.states[n].copy() for n in ids], entry.task
+        if revision is not None and entry is not None and entry.revision == revision:
+            return [entry.states[n].copy() for n in ids], entry.task
+        # Without a revision (nothing ingested through this version of the code) nothing is
+        # kept, so only the requested series are built.
+        every = ids if revision is None else [n for (r, _), n in tb.series.items() if r == region]
+        sales, factors, task = await asyncio.gather(
+            history.sales_history(
+                region, [tb.categories[int(tb.series_category[n])] for n in every]
+            ),
+            history.external_factors(region, tb.ext_columns),
+            history.get_task(region),
+        )
+        states = self.series_states(tb, every, sales, factors)
+        if revision is None:
+            return states, task
+        by_series = dict(zip(every, states, strict=True))
+        kept[region] = RegionStates(revision, by_series, task)
+        return [by_series[n].copy() for n in ids], task
 
     async def rollout(
         self,
