@@ -19,6 +19,9 @@ key                                             holds
                                                 server (each applied event's commit number)
 ``sc:{u:<user>}:cnt:<bucket s>:<bucket start>``  hash action -> count for one hour/day bucket (TTL)
 ``sc:{r:<region>}:h:<name>``                    hash row key (ISO date) -> float32 bytes, bounded
+``sc:{r:<region>}:hrev``                        integer: incremented after every write to the
+                                                region's histories or STMP task (replicas reuse
+                                                what they built from them while it is unchanged)
 ``sc:pop:<model>:<version>``                    sorted set item -> applied events (popularity
                                                 fallback shared by replicas), and its
                                                 ``:seeded`` flag
