@@ -226,6 +226,10 @@ def test_history_rows_are_idempotent_and_bounded(clean_redis: str) -> None:
         got = await store.read_history("north}", "sales", n=2)
         assert [k for k, _ in got] == ["2024-01-04", "2024-01-05"]
         np.testing.assert_array_equal(got[-1][1], [5.0, 10.0])
+        # Every write, a re-sent one too, moved the region's revision in its own script.
+        revision = await store.execute("t", "GET", keys.history_revision("north}"))
+        assert int(revision) == 2
+        assert await store.execute("t", "GET", keys.history_revision("south")) is None
 
     run(clean_redis, body)
 

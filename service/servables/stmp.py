@@ -456,9 +456,10 @@ class STMPServable:
         history revision and kept with the model version (one entry per region, so bounded
         by the version's regions); a request costs one GET of the revision instead of a read
         per category and factor and the building (measured: about a third of a festival
-        forecast's CPU). The revision is read before the histories and a writer increments
-        it after writing them, so an entry is never kept under a revision newer than what it
-        read: any replica sees another's ingest on its next request.
+        forecast's CPU). The revision is read before the histories, and every history write
+        increments it in its own script (a task write right after it), so an entry is never
+        kept under a revision newer than what it read: any replica sees another's ingest on
+        its next request.
         """
         kept: dict[str, RegionStates] = per_version(loaded, "stmp.region_states", lambda _: {})
         revision = await history.revision(region)
@@ -671,8 +672,7 @@ class StoreSalesHistory:
             self.store.append_history(region, external_history_name(f), rows, self.limit)
             for f, rows in by_factor.items()
         ]
-        await asyncio.gather(*calls)
-        await self._changed(region)
+        await asyncio.gather(*calls)  # each call increments the region's revision with its write
 
     async def revision(self, region: str) -> int | None:
         raw = await self.store.execute("history_revision", "GET", keys.history_revision(region))
@@ -680,7 +680,8 @@ class StoreSalesHistory:
 
     async def _changed(self, region: str) -> None:
         """Tell every replica's kept states (`STMPServable.region_states`) that the region's
-        histories or task changed: after the write, never before."""
+        task changed: after the write, never before. (History writes increment the revision
+        in their own script, `StateStore.append_history`.)"""
         await self.store.execute("history_revision", "INCR", keys.history_revision(region))
 
     async def sales_history(

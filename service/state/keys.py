@@ -19,9 +19,10 @@ key                                             holds
                                                 server (each applied event's commit number)
 ``sc:{u:<user>}:cnt:<bucket s>:<bucket start>``  hash action -> count for one hour/day bucket (TTL)
 ``sc:{r:<region>}:h:<name>``                    hash row key (ISO date) -> float32 bytes, bounded
-``sc:{r:<region>}:hrev``                        integer: incremented after every write to the
-                                                region's histories or STMP task (replicas reuse
-                                                what they built from them while it is unchanged)
+``sc:{r:<region>}:hrev``                        integer: incremented by every write to the
+                                                region's histories (same script) or STMP task
+                                                (right after); replicas reuse what they built
+                                                from them while it is unchanged
 ``sc:pop:<model>:<version>``                    sorted set item -> applied events (popularity
                                                 fallback shared by replicas), and its
                                                 ``:seeded`` flag
@@ -132,7 +133,7 @@ def history(region: str, name: str) -> str:
 
 
 def history_revision(region: str) -> str:
-    """Integer counter of a region's histories: incremented after every write to them, so a
+    """Integer counter of a region's histories: incremented by every write to them, so a
     replica's copy of what it read is known to be current by one GET."""
     return f"{PREFIX}:{region_tag(region)}:hrev"
 

@@ -721,15 +721,18 @@ class StateStore:
         limit: int = 400,
     ) -> int:
         """Store rows (sortable row key such as an ISO date, values) under the region's
-        history `name`, keeping the newest `limit`. Re-sending a row overwrites it, so a
-        retried ingestion is idempotent. Returns the number of rows kept."""
+        history `name`, keeping the newest `limit`, and increment the region's history
+        revision in the same script. Re-sending a row overwrites it, so a retried ingestion
+        is idempotent. Returns the number of rows kept."""
         if limit < 1:
             raise InvalidInput("limit", "must be positive")
         args: list[Any] = [limit]
         for row_key, values in rows:
             args += [row_key, encode_vector(values)]
         (result,) = await self.run_script(
-            "append_history", scripts.HISTORY_APPEND, [([keys.history(region, name)], args)]
+            "append_history",
+            scripts.HISTORY_APPEND,
+            [([keys.history(region, name), keys.history_revision(region)], args)],
         )
         return int(result)
 
