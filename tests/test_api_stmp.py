@@ -162,7 +162,7 @@ def test_kept_states_follow_every_replicas_ingest(artifact: Path, clean_redis: s
                 reads.append(a.reads)
             ids = servable.resolve_categories(tb, "s0", ["d0"])
             (state,), _ = await servable.region_states(replica_a, tb, a, "s0", ids)
-            state.put(np.array([state.last + 1]), np.ones((1, tb.history.shape[2]), np.float32))
+            state.put(state.last + 1, np.ones(tb.history.shape[2], np.float32))
             (again,), _ = await servable.region_states(replica_a, tb, a, "s0", ids)
             assert again.newest == again.last and not again.known[again.last + 1]
             return ends, reads

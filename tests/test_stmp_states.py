@@ -146,7 +146,7 @@ def test_forecast_rows_are_carried_into_later_windows() -> None:
     ref = reference_rows(tb, 1, sales, ext)
     step = state.last + 1
     row = np.arange(tb.history.shape[2], dtype=np.float32)
-    state.put(np.array([step]), row[None])
+    state.put(step, row)
     ref[step] = row
     assert state.newest == step
     for later in (step + 1, step + 3, step + WINDOW + 2):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -171,6 +171,18 @@ class STMPTables:
         step = self.step_by_date.get(date_s)
         return step if step is not None else self.step_of(dt.date.fromisoformat(date_s))
 
+    def steps_of(self, by_date: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The calendar steps and values of a {ISO date: value} history, dates off the
+        model's calendar left out."""
+        at = [
+            (step, value)
+            for date_s, value in by_date.items()
+            if (step := self.step_of_text(date_s)) is not None
+        ]
+        steps = np.fromiter((step for step, _ in at), dtype=np.int64, count=len(at))
+        values = np.fromiter((value for _, value in at), dtype=np.float64, count=len(at))
+        return steps, values
+
     def date_of(self, step: int) -> dt.date:
         return self.calendar_start + dt.timedelta(days=step * self.period)
 
@@ -178,7 +190,7 @@ class STMPTables:
         return self.day_types[int(self.calendar_day_type[step])]
 
     def festival(self, step: int) -> float:
-        return float(self.calendar_day_type[step] != 0)
+        return float(self.festival_flags[step])
 
 
 def _combine_task(region: np.ndarray, day_type: np.ndarray) -> np.ndarray:
@@ -211,10 +223,10 @@ class SeriesState:
     def copy(self) -> SeriesState:
         return SeriesState(self.rows.copy(), self.known.copy(), self.last, self.newest)
 
-    def put(self, steps: np.ndarray, rows: np.ndarray) -> None:
-        self.rows[steps] = rows
-        self.known[steps] = True
-        self.newest = max(self.newest, int(steps.max()))
+    def put(self, step: int, row: np.ndarray) -> None:
+        self.rows[step] = row
+        self.known[step] = True
+        self.newest = max(self.newest, step)
 
 
 @dataclass
@@ -249,14 +261,8 @@ class STMPServable:
         report a factor. `factors`: factor -> {ISO date: value}, a column each."""
         out = np.full((len(tb.calendar_day_type), len(tb.ext_columns)), np.nan)
         for j, factor in enumerate(tb.ext_columns):
-            at = [
-                (step, value)
-                for date_s, value in factors.get(factor, {}).items()
-                if (step := tb.step_of_text(date_s)) is not None
-            ]
-            if at:
-                steps, values = zip(*at, strict=True)
-                out[list(steps), j] = (np.asarray(values) - tb.ext_mean[j]) / tb.ext_std[j]
+            steps, values = tb.steps_of(factors.get(factor, {}))
+            out[steps, j] = (values - tb.ext_mean[j]) / tb.ext_std[j]
         return out
 
     def series_states(
@@ -284,20 +290,13 @@ class STMPServable:
             rows[max(first, 0) : tb.history_end_step + 1] = tb.history[n, max(-first, 0) :]
             known[max(first, 0) : tb.history_end_step + 1] = True
             category = tb.categories[int(tb.series_category[n])]
-            ingested = [
-                (step, value)
-                for date_s, value in sales.get(category, {}).items()
-                if (step := tb.step_of_text(date_s)) is not None
-            ]
-            if ingested:
-                steps = np.fromiter((s for s, _ in ingested), dtype=np.int64, count=len(ingested))
-                values = np.fromiter((v for _, v in ingested), dtype=np.float64)
-                # A corrected figure inside the training tail keeps that period's factors;
-                # a new period starts from zeros (the array's initial value).
-                rows[steps, 0] = values / tb.scale[n]
-                rows[steps, 1] = 1.0
-                rows[steps, -1] = tb.festival_flags[steps]
-                known[steps] = True
+            steps, values = tb.steps_of(sales.get(category, {}))
+            # A corrected figure inside the training tail keeps that period's factors; a new
+            # period starts from zeros (the array's initial value).
+            rows[steps, 0] = values / tb.scale[n]
+            rows[steps, 1] = 1.0
+            rows[steps, -1] = tb.festival_flags[steps]
+            known[steps] = True
             if n_ext:
                 self._carry_factors(tb, rows, known, ext)
             states.append(SeriesState(rows=rows, known=known, last=int(np.flatnonzero(known)[-1])))
@@ -530,7 +529,7 @@ class STMPServable:
                 row[1] = 1.0
                 row[2:-1] = states[i].rows[states[i].newest, 2:-1]
                 row[-1] = tb.festival_flags[step]
-                states[i].put(np.array([step]), row[None])
+                states[i].put(step, row)
                 if step >= first:
                     results[i].append(
                         {
@@ -678,28 +677,25 @@ class StoreSalesHistory:
         raw = await self.store.execute("history_revision", "GET", keys.history_revision(region))
         return None if raw is None else int(raw)
 
-    async def _changed(self, region: str) -> None:
-        """Tell every replica's kept states (`STMPServable.region_states`) that the region's
-        task changed: after the write, never before. (History writes increment the revision
-        in their own script, `StateStore.append_history`.)"""
-        await self.store.execute("history_revision", "INCR", keys.history_revision(region))
+    async def _scalars(
+        self, region: str, names: Sequence[str], history_name: Callable[[str], str]
+    ) -> dict[str, dict[str, float]]:
+        """name -> {ISO date: value} for the names that have any history."""
+        rows = await asyncio.gather(
+            *(self.store.read_history_scalars(region, history_name(n)) for n in names)
+        )
+        return {name: found for name, found in zip(names, rows, strict=True) if found}
 
     async def sales_history(
         self, region: str, categories: Sequence[str]
     ) -> dict[str, dict[str, float]]:
-        rows = await asyncio.gather(
-            *(self.store.read_history_scalars(region, sales_history_name(c)) for c in categories)
-        )
-        return {category: found for category, found in zip(categories, rows, strict=True) if found}
+        return await self._scalars(region, categories, sales_history_name)
 
     async def external_factors(
         self, region: str, factors: Sequence[str]
     ) -> dict[str, dict[str, float]]:
         """factor -> {ISO date: value}, the factors that have any history."""
-        rows = await asyncio.gather(
-            *(self.store.read_history_scalars(region, external_history_name(f)) for f in factors)
-        )
-        return {factor: found for factor, found in zip(factors, rows, strict=True) if found}
+        return await self._scalars(region, factors, external_history_name)
 
     async def external_history(
         self, region: str, factors: Sequence[str] = ()
@@ -712,7 +708,6 @@ class StoreSalesHistory:
         return out
 
     async def get_task(self, region: str) -> tuple[np.ndarray, float] | None:
-
         raw = await self.store.execute("stmp_task", "HMGET", self._task_key(region), "v", "weight")
         if not raw or raw[0] is None or raw[1] is None:
             return None
@@ -720,7 +715,9 @@ class StoreSalesHistory:
         return decode_vector(raw[0]), float(weight)
 
     async def set_task(self, region: str, vector: np.ndarray, weight: float) -> None:
-
+        """Keep the region's task, then move its revision (history writes move it in their own
+        script, `StateStore.append_history`), so every replica's kept states
+        (`STMPServable.region_states`) see it: after the write, never before."""
         await self.store.execute(
             "stmp_task",
             "HSET",
@@ -730,7 +727,7 @@ class StoreSalesHistory:
             "weight",
             weight,
         )
-        await self._changed(region)
+        await self.store.execute("history_revision", "INCR", keys.history_revision(region))
 
 
 SERVABLE = STMPServable()  # one per process; caches each version's tables

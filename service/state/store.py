@@ -736,14 +736,17 @@ class StateStore:
         )
         return int(result)
 
+    async def _history_rows(self, region: str, name: str) -> tuple[list[str], list[bytes]]:
+        """The row keys of a region's history and their stored bytes, in the server's order."""
+        flat = await self.execute("read_history", "HGETALL", keys.history(region, name))
+        return [as_text(k) for k in flat[0::2]], flat[1::2]
+
     async def read_history(
         self, region: str, name: str, n: int | None = None
     ) -> list[tuple[str, np.ndarray]]:
         """The newest `n` rows (all when None), oldest first."""
-        flat = await self.execute("read_history", "HGETALL", keys.history(region, name))
-        rows = sorted(
-            (as_text(flat[i]), decode_vector(flat[i + 1])) for i in range(0, len(flat), 2)
-        )
+        names, raw = await self._history_rows(region, name)
+        rows = sorted(zip(names, map(decode_vector, raw), strict=True))
         return rows if n is None else rows[-n:] if n > 0 else []
 
     async def read_history_scalars(self, region: str, name: str) -> dict[str, float]:
@@ -751,11 +754,8 @@ class StateStore:
         (sales, external factors) are read in on every forecast. One decode for the whole
         history instead of an array per row (measured: the per-row arrays of `read_history`
         were 7 % of a festival forecast's CPU)."""
-        flat = await self.execute("read_history", "HGETALL", keys.history(region, name))
-        names = [as_text(k) for k in flat[0::2]]
-        raw = flat[1::2]
-        width = VECTOR_DTYPE.itemsize
-        if all(len(r) == width for r in raw):
+        names, raw = await self._history_rows(region, name)
+        if all(len(r) == VECTOR_DTYPE.itemsize for r in raw):
             values = np.frombuffer(b"".join(raw), dtype=VECTOR_DTYPE).tolist()
         else:  # rows of several values: their first
             values = [float(decode_vector(r)[0]) for r in raw]
