@@ -104,6 +104,14 @@ class Settings(BaseSettings):
         description="Longest the micro-batcher waits for more requests after the first one "
         "arrives (milliseconds); 0 runs whatever is queued at once.",
     )
+    inline_call_below_us: float = Field(
+        default=1000.0,
+        ge=0.0,
+        description="A wave already joined upstream (recommendations, intent, CVR, events) "
+        "runs its ONNX Runtime call on the event loop instead of the ORT thread when this "
+        "graph's recent calls say it takes at most this many microseconds (the hop to the "
+        "thread costs about as much as a small call); 0 sends every call to the thread.",
+    )
     queue_capacity: int = Field(
         default=1024,
         ge=1,

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -215,5 +217,97 @@ def test_shared_inputs_are_bound_once_not_concatenated(tmp_path: Path) -> None:
         await batcher.close()
         for x, out in zip(xs, outs, strict=True):
             np.testing.assert_allclose(out["scores"], x @ table.T)
+
+    asyncio.run(main())
+
+
+def _thread_recording_run(session: GraphSession, threads: list[str], delay_s: float = 0.0) -> Any:
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread().name)
+        if delay_s:
+            time.sleep(delay_s)
+        return session.run(feeds)
+
+    return run
+
+
+def test_cheap_joined_calls_run_on_the_loop_once_measured(tmp_path: Path) -> None:
+    """The first joined call goes to the thread (no measurement yet), later cheap ones run on
+    the loop with the same answers; a plain call always queues; bound 0 never inlines."""
+    session = session_for(scale_graph(tmp_path / "g.onnx", 3.0))
+    threads: list[str] = []
+
+    async def main(bound_s: float) -> int:
+        batcher = MicroBatcher(
+            _thread_recording_run(session, threads), model="t", graph="g", inline_below_s=bound_s
+        )
+        try:
+            for i in range(4):
+                x = np.full((2, 3), i, dtype=np.float32)
+                out = await batcher.submit({"x": x}, joined=True)
+                np.testing.assert_allclose(out["y"], x * 3)
+            await batcher.submit({"x": np.ones((2, 3), np.float32)})  # not joined
+        finally:
+            await batcher.close()
+        return batcher.inline_calls
+
+    main_thread = threading.current_thread().name
+    assert asyncio.run(main(1.0)) == 3
+    assert threads[0].startswith("ort-g") and threads[-1].startswith("ort-g")
+    assert threads[1:4] == [main_thread] * 3
+    threads.clear()
+    assert asyncio.run(main(0.0)) == 0
+    assert all(t.startswith("ort-g") for t in threads)
+
+
+def test_joined_calls_over_the_bound_or_behind_a_running_call_use_the_thread(
+    tmp_path: Path,
+) -> None:
+    """A call estimated over the bound (more rows than the measured calls) and a call while
+    another runs on the thread both queue, so a session's calls never overlap."""
+    session = session_for(scale_graph(tmp_path / "g.onnx", 2.0))
+    threads: list[str] = []
+
+    async def main() -> int:
+        batcher = MicroBatcher(
+            _thread_recording_run(session, threads, delay_s=0.02),
+            model="t", graph="g", inline_below_s=0.05, max_wait_s=0.0,
+        )  # fmt: skip
+        try:
+            await batcher.submit({"x": np.ones((1, 3), np.float32)}, joined=True)  # ~20 ms
+            await batcher.submit({"x": np.ones((4, 3), np.float32)}, joined=True)  # ~80 ms est.
+            plain = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 3), np.float32)}))
+            await asyncio.sleep(0.005)  # the plain call is on the thread now
+            joined = await batcher.submit({"x": np.ones((1, 3), np.float32)}, joined=True)
+            await plain
+            np.testing.assert_allclose(joined["y"], 2.0)
+        finally:
+            await batcher.close()
+        return batcher.inline_calls
+
+    assert asyncio.run(main()) == 0
+    assert all(t.startswith("ort-g") for t in threads) and len(threads) == 4
+
+
+def test_an_inline_call_that_fails_raises_to_its_caller(tmp_path: Path) -> None:
+    session = session_for(scale_graph(tmp_path / "g.onnx", 2.0))
+    fail = False
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if fail:
+            raise RuntimeError("graph broke")
+        return session.run(feeds)
+
+    async def main() -> None:
+        nonlocal fail
+        batcher = MicroBatcher(run, model="t", graph="g", inline_below_s=1.0)
+        try:
+            await batcher.submit({"x": np.ones((1, 3), np.float32)}, joined=True)
+            fail = True
+            with pytest.raises(RuntimeError, match="graph broke"):
+                await batcher.submit({"x": np.ones((1, 3), np.float32)}, joined=True)
+            assert batcher.inline_calls == 1
+        finally:
+            await batcher.close()
 
     asyncio.run(main())

@@ -73,7 +73,9 @@ class Graphs:
         names = [o.name for o in sess.get_outputs()]
         return dict(zip(names, sess.run(names, feed), strict=True))
 
-    async def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, graph: str, inputs: Mapping[str, np.ndarray], *, joined: bool = False
+    ) -> dict[str, np.ndarray]:
         """`service.servables.loaded.Loaded`'s call: here simply one run, on the event loop."""
         return self.run(graph, dict(inputs))
 

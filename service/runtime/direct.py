@@ -39,7 +39,9 @@ class DirectLoaded:
             for name, spec in self.manifest.graphs.items()
         }
 
-    async def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, graph: str, inputs: Mapping[str, np.ndarray], *, joined: bool = False
+    ) -> dict[str, np.ndarray]:
         session = self.sessions[graph]
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, dict(inputs)), strict=True))

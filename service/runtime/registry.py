@@ -98,6 +98,7 @@ class LoadedModel:
                 max_wait_s=self._settings.batch_max_wait_ms / 1000.0,
                 capacity=self._settings.queue_capacity,
                 retry_after_s=1.0,
+                inline_below_s=self._settings.inline_call_below_us / 1e6,
             )
             self._batchers[graph] = batcher
         return None if batcher.closed else batcher
@@ -113,15 +114,20 @@ class LoadedModel:
             raise InvalidInput(extra[0], f"not a per-request input of {self.name}/{graph}")
         return {name: session.coerce(name, inputs[name]) for name in session.batched_inputs}
 
-    async def infer(self, graph: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run `graph` on a request's rows through the micro-batcher; returns output arrays."""
+    async def infer(
+        self, graph: str, inputs: Mapping[str, Any], *, joined: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Run `graph` on a request's rows through the micro-batcher; returns output arrays.
+
+        `joined`: the rows are a wave of requests a `Coalescer` already gathered (see
+        `MicroBatcher.submit`)."""
         start = time.perf_counter()
         feeds = self.prepare(graph, inputs)
         batcher = self._batcher(graph)
         try:
             if batcher is not None:
                 try:
-                    return await batcher.submit(feeds)
+                    return await batcher.submit(feeds, joined=joined)
                 except NotReady as exc:
                     if isinstance(exc, Overloaded) or not batcher.closed:
                         raise

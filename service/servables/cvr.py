@@ -258,7 +258,7 @@ class CvrServable:
         """Per pair (each with its `ts`; pair k reads history `owner[k]`): the scores, the
         occasion's index, whether the request named it, and the events before the click."""
         inputs, used = self.features_of(cfg, pairs, hist, owner, 0)
-        out = await loaded.infer(GRAPH, inputs)
+        out = await loaded.infer(GRAPH, inputs, joined=True)
         cvr, base = np.asarray(out["cvr"]).reshape(-1), np.asarray(out["base_cvr"]).reshape(-1)
         observe_served(MODEL, {"cvr": cvr, "base_cvr": base})
         return {

@@ -210,6 +210,7 @@ class IMNUpdater:
                 "features": features,
                 "is_purchase": is_purchase,
             },
+            joined=True,  # a wave of events
         )
         new_user = np.empty((len(events), 2 * d + 2), dtype=np.float32)
         new_user[:, : 2 * d] = out["new_user_state"]
@@ -305,6 +306,7 @@ def _new_recommendation_waves(loaded: Loaded) -> Coalescer[StateStore, tuple[str
                     "dt_user": dt_user.astype(np.float32),
                     "dt_limited": (dt_user + vec[:, 2 * d + 1]).astype(np.float32),
                 },
+                joined=True,  # a wave of users: a small table's call runs on the loop
             )
             item_ids[rows] = out["item_ids"][:, : t.k_max]
             scores[rows] = out["scores"][:, : t.k_max]

@@ -203,7 +203,7 @@ class IntentServable:
             chunks = [
                 {k: v[i : i + CHUNK] for k, v in feats.items()} for i in range(0, len(rows), CHUNK)
             ]
-            results = await asyncio.gather(*(loaded.infer(GRAPH, c) for c in chunks))
+            results = await asyncio.gather(*(loaded.infer(GRAPH, c, joined=True) for c in chunks))
             for name in OUTPUTS:
                 outputs[name][rows] = np.concatenate([r[name].reshape(-1) for r in results])
             observe_served(MODEL, {name: outputs[name][rows] for name in OUTPUTS})

@@ -26,7 +26,7 @@ class Loaded(Protocol):
     state: dict[str, Any]  # per-version objects servables derive (tables, configs)
 
     async def infer(
-        self, graph: str, inputs: Mapping[str, np.ndarray]
+        self, graph: str, inputs: Mapping[str, np.ndarray], *, joined: bool = False
     ) -> dict[str, np.ndarray]: ...
 
 
